@@ -1,0 +1,92 @@
+//! The HTTP surface: the router, the version documents, the health check, request ids, and
+//! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
+
+pub mod v2;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, render_errors};
+use crate::state::AppState;
+
+/// Parses a JSON request body, with Glance's message for malformed JSON.
+pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::BadRequest("Malformed JSON in request body.".into()))
+}
+
+/// The Images API versions Glass speaks (Glance 2.0 to 2.18).
+fn versions_body(headers: &HeaderMap) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:9292");
+    let href = format!("http://{host}/v2/");
+    let versions: Vec<Value> = (0..=18)
+        .rev()
+        .map(|minor| {
+            json!({
+                "id": format!("v2.{minor}"),
+                "status": if minor == 18 { "CURRENT" } else { "SUPPORTED" },
+                "links": [{"rel": "self", "href": href}],
+            })
+        })
+        .collect();
+    json!({ "versions": versions })
+}
+
+async fn versions_root(headers: HeaderMap) -> Response {
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        axum::Json(versions_body(&headers)),
+    )
+        .into_response()
+}
+
+async fn versions(headers: HeaderMap) -> Response {
+    axum::Json(versions_body(&headers)).into_response()
+}
+
+async fn healthcheck() -> &'static str {
+    "OK"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// Tags every response with an `x-openstack-request-id` and logs the request.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    tracing::debug!(
+        request_id = %id, %method, %path, status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64, "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-openstack-request-id", v);
+    }
+    response
+}
+
+/// The whole service as a router, ready to serve.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(versions_root))
+        .route("/versions", get(versions))
+        .route("/healthcheck", get(healthcheck))
+        .nest("/v2", v2::router())
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn(request_id))
+}

@@ -1,0 +1,220 @@
+//! `/v2/images` and `/v2/images/{id}`: create, show, update (JSON patch), delete, and the
+//! deactivate/reactivate actions.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use glass_registry::{Image, ImageStatus, RegistryError};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::image_view::image_json;
+use super::{patch, properties};
+use crate::api::json_body;
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::state::AppState;
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Identity,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("Body expected in request.".into()));
+    }
+    let Value::Object(fields) = json_body(&body)? else {
+        return Err(ApiError::BadRequest(
+            "Unexpected body type. Expected list/dict.".into(),
+        ));
+    };
+    let id = match fields.get("id") {
+        None | Some(Value::Null) => Uuid::new_v4(),
+        Some(Value::String(s)) if properties::is_uuid(s) => Uuid::parse_str(s)
+            .map_err(|_| ApiError::BadRequest(format!("Invalid image id '{s}'")))?,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Provided object does not match schema 'image': {other} does not match the UUID pattern (attribute 'id')"
+            )));
+        }
+    };
+    let mut image = Image::new(id, who.project.clone());
+    for (name, value) in &fields {
+        match name.as_str() {
+            "id" => continue,
+            "locations" => {
+                return Err(ApiError::Forbidden(
+                    "Attribute 'locations' is reserved.".into(),
+                ));
+            }
+            "owner" if !who.is_admin() && value.as_str() != who.project.as_deref() => {
+                return Err(ApiError::Forbidden(format!(
+                    "You are not permitted to create images owned by '{}'",
+                    value.as_str().unwrap_or_default()
+                )));
+            }
+            extra if !properties::is_core(extra) && extra.chars().count() > 255 => {
+                return Err(ApiError::BadRequest(
+                    "Custom property should not be greater than 255 characters.".into(),
+                ));
+            }
+            _ => {}
+        }
+        properties::set(&mut image, name, value, &who)?;
+    }
+    check_quotas(&state, &image)?;
+    let image = state.registry.create_image(image).await?;
+    tracing::info!(image = %image.id, "image created");
+    let mut response = (StatusCode::CREATED, Json(image_json(&image))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v2/images/{}", image.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Glance's per-image quotas on tags and extra properties.
+pub fn check_quotas(state: &AppState, image: &Image) -> Result<(), ApiError> {
+    let over = |what: &str, attempted: usize, maximum: usize| {
+        ApiError::PayloadTooLarge(format!(
+            "The limit has been exceeded on the number of allowed image {what}. Attempted: {attempted}, Maximum: {maximum}"
+        ))
+    };
+    let config = &state.config;
+    if image.tags.len() > config.image_tag_quota {
+        return Err(over("tags", image.tags.len(), config.image_tag_quota));
+    }
+    if image.properties.len() > config.image_property_quota {
+        return Err(over(
+            "properties",
+            image.properties.len(),
+            config.image_property_quota,
+        ));
+    }
+    Ok(())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_image_id(&id)?;
+    let image = visible_image(&state, &who, id).await?;
+    Ok(Json(image_json(&image)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !patch_media_types().contains(&media_type) {
+        return Err(ApiError::PatchMediaType(media_type.to_string()));
+    }
+    let id = parse_image_id(&id)?;
+    let changes = patch::parse(&json_body(&body)?)?;
+    let image = modify_image(&state, &who, id, |image| {
+        check_owner(&who, image, "modify_image")?;
+        for change in &changes {
+            patch::apply(image, change, &who)?;
+        }
+        check_quotas(&state, image)
+    })
+    .await?;
+    Ok(Json(image_json(&image)))
+}
+
+fn patch_media_types() -> [&'static str; 2] {
+    [
+        "application/openstack-images-v2.0-json-patch",
+        "application/openstack-images-v2.1-json-patch",
+    ]
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_image_id(&id)?;
+    for _ in 0..32 {
+        let image = match visible_image(&state, &who, id).await {
+            Err(ApiError::NotFound(_)) => {
+                return Err(ApiError::NotFound(format!(
+                    "Failed to find image {id} to delete"
+                )));
+            }
+            other => other?,
+        };
+        check_owner(&who, &image, "delete_image")?;
+        if image.protected {
+            return Err(ApiError::Forbidden(format!(
+                "Image {id} is protected and cannot be deleted."
+            )));
+        }
+        match state.registry.delete_image(id, image.revision).await {
+            Ok(()) => {
+                tracing::info!(image = %id, "image deleted");
+                return Ok(StatusCode::NO_CONTENT);
+            }
+            Err(RegistryError::Stale(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "Image {id} is busy; try again."
+    )))
+}
+
+pub async fn deactivate(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change_activation(&state, &who, &id, ImageStatus::Deactivated).await
+}
+
+pub async fn reactivate(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change_activation(&state, &who, &id, ImageStatus::Active).await
+}
+
+async fn change_activation(
+    state: &AppState,
+    who: &Identity,
+    id: &str,
+    target: ImageStatus,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_image_id(id)?;
+    let action = match target {
+        ImageStatus::Active => "reactivate",
+        _ => "deactivate",
+    };
+    modify_image(state, who, id, |image| {
+        check_owner(who, image, action)?;
+        match image.status {
+            ImageStatus::Active | ImageStatus::Deactivated => {
+                image.status = target;
+                Ok(())
+            }
+            status => Err(ApiError::Forbidden(format!(
+                "Not allowed to {action} image in status '{status}'"
+            ))),
+        }
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,218 @@
+//! `/v2/images/{id}/members[/{member_id}]`: sharing an image with other projects. The owner
+//! adds and removes members; a member accepts or rejects; only `shared` images have members.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use glass_registry::{Image, Member, MemberStatus, Visibility, now};
+use serde_json::{Value, json};
+
+use super::access::{parse_image_id, visible_image};
+use super::image_view::format_time;
+use crate::api::json_body;
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::state::AppState;
+
+fn member_json(m: &Member) -> Value {
+    json!({
+        "member_id": m.member_id,
+        "image_id": m.image_id.to_string(),
+        "status": m.status.as_str(),
+        "created_at": format_time(&m.created_at),
+        "updated_at": format_time(&m.updated_at),
+        "schema": "/v2/schemas/member",
+    })
+}
+
+fn is_owner_or_admin(who: &Identity, image: &Image) -> bool {
+    who.is_admin() || who.viewer().owns(image)
+}
+
+/// Only `shared` images have members; `refusal` is Glance's error for the action.
+fn require_shared(image: &Image, refusal: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
+    if image.visibility == Visibility::Shared {
+        Ok(())
+    } else {
+        Err(refusal())
+    }
+}
+
+fn forbidden(msg: String) -> ApiError {
+    ApiError::Forbidden(msg)
+}
+
+/// The one field of a member request body, with Glance's messages for each way it is wrong.
+fn body_field(body: &Bytes, field: &str) -> Result<String, ApiError> {
+    let bad = |m: &str| ApiError::BadRequest(m.to_string());
+    if body.is_empty() {
+        return Err(bad("Body expected in request."));
+    }
+    let (missing, empty, shape) = if field == "member" {
+        (
+            "Member to be added not specified",
+            "Member can't be empty",
+            "Expected a member in the form: {\"member\": \"image_id\"}",
+        )
+    } else {
+        (
+            "Status not specified",
+            "Status not specified",
+            "Expected a status in the form: {\"status\": \"status\"}",
+        )
+    };
+    let Value::Object(map) = json_body(body)? else {
+        return Err(bad(shape));
+    };
+    match map.get(field) {
+        None => Err(bad(missing)),
+        Some(Value::String(s)) if s.is_empty() => Err(bad(empty)),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_image_id(&id)?;
+    let image = visible_image(&state, &who, id).await?;
+    require_shared(&image, || {
+        forbidden(format!(
+            "Not allowed to list members for image {id}: Only shared images have members."
+        ))
+    })?;
+    let members = state.registry.list_members(id).await?;
+    let members: Vec<Value> = members
+        .iter()
+        .filter(|m| is_owner_or_admin(&who, &image) || Some(&m.member_id) == who.project.as_ref())
+        .map(member_json)
+        .collect();
+    Ok(Json(
+        json!({"members": members, "schema": "/v2/schemas/members"}),
+    ))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_image_id(&id)?;
+    let member_id = body_field(&body, "member")?;
+    let image = visible_image(&state, &who, id).await?;
+    if !is_owner_or_admin(&who, &image) {
+        return Err(ApiError::Forbidden(
+            "You are not authorized to complete add_member action.".into(),
+        ));
+    }
+    require_shared(&image, || {
+        forbidden(format!("Not allowed to create members for image {id}."))
+    })?;
+    let count = state.registry.list_members(id).await?.len();
+    if count >= state.config.image_member_quota {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "The limit has been exceeded on the number of allowed image members for this image. Attempted: {}, Maximum: {}",
+            count + 1,
+            state.config.image_member_quota
+        )));
+    }
+    let t = now();
+    let member = state
+        .registry
+        .add_member(Member {
+            image_id: id,
+            member_id,
+            status: MemberStatus::Pending,
+            created_at: t,
+            updated_at: t,
+        })
+        .await?;
+    Ok(Json(member_json(&member)))
+}
+
+/// The membership if the caller may see it: the image's owner, an admin, or the member.
+async fn visible_member(
+    state: &AppState,
+    who: &Identity,
+    image: &Image,
+    member_id: &str,
+) -> Result<Member, ApiError> {
+    let not_found =
+        || ApiError::NotFound(format!("{member_id} is not a member of image {}", image.id));
+    if !is_owner_or_admin(who, image) && who.project.as_deref() != Some(member_id) {
+        return Err(not_found());
+    }
+    state
+        .registry
+        .get_member(image.id, member_id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((id, member_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_image_id(&id)?;
+    let image = visible_image(&state, &who, id).await?;
+    require_shared(&image, || {
+        ApiError::NotFound("Only shared images have members.".into())
+    })?;
+    let member = visible_member(&state, &who, &image, &member_id).await?;
+    Ok(Json(member_json(&member)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((id, member_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_image_id(&id)?;
+    let status = body_field(&body, "status")?;
+    let status = MemberStatus::parse(&status).ok_or_else(|| {
+        ApiError::BadRequest(
+            "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".into(),
+        )
+    })?;
+    let image = visible_image(&state, &who, id).await?;
+    require_shared(&image, || {
+        forbidden(format!("Not allowed to update members for image {id}."))
+    })?;
+    let mut member = visible_member(&state, &who, &image, &member_id).await?;
+    if who.project.as_deref() != Some(member_id.as_str()) && !who.is_admin() {
+        return Err(ApiError::Forbidden(
+            "You are not authorized to complete modify_member action.".into(),
+        ));
+    }
+    member.status = status;
+    member.updated_at = now();
+    let member = state.registry.update_member(member).await?;
+    Ok(Json(member_json(&member)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((id, member_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_image_id(&id)?;
+    let image = visible_image(&state, &who, id).await?;
+    require_shared(&image, || {
+        forbidden(format!("Not allowed to delete members for image {id}."))
+    })?;
+    visible_member(&state, &who, &image, &member_id).await?;
+    if !is_owner_or_admin(&who, &image) {
+        return Err(ApiError::Forbidden(
+            "You are not authorized to complete delete_member action.".into(),
+        ));
+    }
+    state.registry.delete_member(id, &member_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

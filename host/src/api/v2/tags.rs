@@ -1,0 +1,45 @@
+//! `/v2/images/{id}/tags/{tag}`: add and remove one tag.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::access::{check_owner, modify_image, parse_image_id};
+use super::images::check_quotas;
+use super::properties;
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::state::AppState;
+
+pub async fn add(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_image_id(&id)?;
+    properties::tag(&tag)?;
+    modify_image(&state, &who, id, |image| {
+        check_owner(&who, image, "modify_image")?;
+        image.tags.insert(tag.clone());
+        check_quotas(&state, image)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_image_id(&id)?;
+    modify_image(&state, &who, id, |image| {
+        check_owner(&who, image, "modify_image")?;
+        if image.tags.remove(&tag) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found())
+        }
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,117 @@
+//! The service configuration: a TOML file (every key optional, unknown keys refused with an
+//! error naming them), overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// Every request is an admin of one default project (the embedded default).
+    #[default]
+    Noauth,
+    /// Identity from X-Project-Id / X-User-Id / X-Roles, as set by a trusted proxy.
+    TrustedHeaders,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the API listens on.
+    pub listen: SocketAddr,
+    /// Where the registry (and, with the file store, image data) live.
+    pub data_dir: PathBuf,
+    pub auth: AuthMode,
+    /// The project every noauth request belongs to.
+    pub noauth_project: String,
+    pub log_format: LogFormat,
+    /// Default page size of list calls (Glance's `limit_param_default`).
+    pub limit_param_default: usize,
+    /// Largest page size a client may ask for (Glance's `api_limit_max`).
+    pub api_limit_max: usize,
+    /// Largest image accepted, in bytes (Glance's `image_size_cap`).
+    pub image_size_cap: u64,
+    /// Most tags one image may carry (Glance's `image_tag_quota`).
+    pub image_tag_quota: usize,
+    /// Most extra properties one image may carry (Glance's `image_property_quota`).
+    pub image_property_quota: usize,
+    /// Most members one image may have (Glance's `image_member_quota`).
+    pub image_member_quota: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9292)),
+            data_dir: PathBuf::from("data"),
+            auth: AuthMode::Noauth,
+            noauth_project: "0123456789abcdef0123456789abcdef".into(),
+            log_format: LogFormat::Text,
+            limit_param_default: 25,
+            api_limit_max: 1000,
+            image_size_cap: 1 << 40,
+            image_tag_quota: 128,
+            image_property_quota: 128,
+            image_member_quota: 128,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads a configuration file; every key not in it keeps its default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\nbogus_key = 1\n").unwrap_err();
+        assert!(err.contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../examples/glass.toml");
+        let config = Config::parse(text).expect("examples/glass.toml parses");
+        assert_eq!(config.auth, AuthMode::Noauth);
+    }
+}

@@ -1,0 +1,70 @@
+//! Who is making a request: the project, user and roles every handler receives as one small
+//! [`Identity`], built according to the configured auth mode.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use glass_registry::Viewer;
+
+use crate::config::AuthMode;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub project: Option<String>,
+    pub user: Option<String>,
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            project: self.project.clone(),
+            is_admin: self.is_admin(),
+        }
+    }
+
+    fn from_headers(headers: &HeaderMap) -> Identity {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+        };
+        let roles = text("x-roles")
+            .map(|r| {
+                r.split(',')
+                    .map(|r| r.trim().to_lowercase())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Identity {
+            project: text("x-project-id").or_else(|| text("x-tenant-id")),
+            user: text("x-user-id"),
+            roles,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(match state.config.auth {
+            AuthMode::Noauth => Identity {
+                project: Some(state.config.noauth_project.clone()),
+                user: Some("admin".into()),
+                roles: vec!["admin".into(), "member".into(), "reader".into()],
+            },
+            AuthMode::TrustedHeaders => Identity::from_headers(&parts.headers),
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! The `glass` command: parses flags, loads the configuration, binds and serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use glass_host::Config;
+use glass_host::config::LogFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "glass",
+    version,
+    about = "Glass: a Glance-compatible OpenStack image service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Images API v2.
+    Serve {
+        /// Configuration file (TOML); see examples/glass.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address and port to listen on (overrides the file).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory for the registry and image data (overrides the file).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Command::Serve {
+        config,
+        listen,
+        data_dir,
+    } = cli.command;
+    let mut cfg = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = listen {
+        cfg.listen = listen;
+    }
+    if let Some(dir) = data_dir {
+        cfg.data_dir = dir;
+    }
+    init_logging(cfg.log_format);
+    if cfg.auth == glass_host::config::AuthMode::Noauth && !cfg.listen.ip().is_loopback() {
+        tracing::warn!(listen = %cfg.listen, "noauth mode on a non-loopback address: anyone who can reach it is admin");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let bound = listener.local_addr()?;
+    let state = glass_host::open_state(cfg)?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("glass listening on http://{bound}");
+    tracing::info!(%bound, "serving Images API v2");
+    glass_host::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
