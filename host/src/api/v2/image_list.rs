@@ -117,16 +117,19 @@ fn time_filter(field: TimeField, raw: &str) -> Result<Filter, ApiError> {
     Ok(Filter::Time { field, op, at })
 }
 
-fn size_filter(name: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.parse::<u64>().map_err(|_| {
-        bad(format!(
-            "Unable to filter on a range with a non-numeric value: '{name}={raw}'."
-        ))
-    })
+fn size_filter(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .map_err(|_| bad("Unable to filter on a range with a non-numeric value."))
 }
 
+/// `protected` takes exactly `true`/`false`; `os_hidden` any case of them (as Glance).
 fn bool_filter(name: &str, raw: &str) -> Result<bool, ApiError> {
-    match raw.to_ascii_lowercase().as_str() {
+    let value = if name == "os_hidden" {
+        raw.to_ascii_lowercase()
+    } else {
+        raw.to_string()
+    };
+    match value.as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(bad(format!(
