@@ -94,7 +94,7 @@ pub enum TimeField {
 /// One filter; a query holds a conjunction of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
-    /// The attribute equals one of the values (`None` matches a null attribute).
+    /// The attribute equals one of the values (a null attribute matches none).
     Text {
         field: TextField,
         values: Vec<String>,

@@ -116,6 +116,13 @@ fn touch_image(t: &[TransactionalTree], id: Uuid) -> TxResult<()> {
     Ok(())
 }
 
+/// Key in the tasks-by-image index: image id, then task id.
+fn task_index_key(image: Uuid, task: Uuid) -> Vec<u8> {
+    let mut key = image.as_bytes().to_vec();
+    key.extend_from_slice(task.as_bytes());
+    key
+}
+
 impl SledRegistry {
     /// Opens (or creates) the registry in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -466,9 +473,7 @@ impl Registry for SledRegistry {
                 stored.revision = 1;
                 t[0].insert(task.id.as_bytes(), encode_tx(&stored)?)?;
                 if let Some(image) = task.image_id {
-                    let mut key = image.as_bytes().to_vec();
-                    key.extend_from_slice(task.id.as_bytes());
-                    t[1].insert(key, &[])?;
+                    t[1].insert(task_index_key(image, task.id), &[])?;
                 }
                 Ok(stored)
             })
@@ -499,6 +504,14 @@ impl Registry for SledRegistry {
                 let mut stored = task.clone();
                 stored.revision += 1;
                 t[0].insert(task.id.as_bytes(), encode_tx(&stored)?)?;
+                if old.image_id != task.image_id {
+                    if let Some(image) = old.image_id {
+                        t[1].remove(task_index_key(image, task.id))?;
+                    }
+                    if let Some(image) = task.image_id {
+                        t[1].insert(task_index_key(image, task.id), &[])?;
+                    }
+                }
                 Ok(stored)
             })
         })

@@ -186,7 +186,7 @@ async fn list_filters() {
         ("size_min=1000&size_max=2000", vec![&a]),
         ("size_min=2000", vec![]),
         ("os_distro=debian", vec![&a]),
-        (&"owner=0123456789abcdef0123456789abcdef", vec![&a, &b]),
+        ("owner=0123456789abcdef0123456789abcdef", vec![&a, &b]),
         ("created_at=gte:2000-01-01T00:00:00Z", vec![&a, &b]),
         ("created_at=lt:2000-01-01T00:00:00Z", vec![]),
         ("updated_at=gt:2999-01-01T00:00:00Z", vec![]),
@@ -572,6 +572,15 @@ async fn deactivate_reactivate_protect_delete() {
     assert_eq!(admin.send(Method::DELETE, &path).await.0, 404);
 }
 
+/// Method, path, optional (content type, body), expected status, expected message part.
+type GoldenCase = (
+    Method,
+    String,
+    Option<(&'static str, String)>,
+    u16,
+    &'static str,
+);
+
 /// Error cases captured from a real Glance (`../shared/glance/golden`): status and body shape.
 #[tokio::test]
 async fn golden_errors_have_glance_status_and_shape() {
@@ -580,7 +589,7 @@ async fn golden_errors_have_glance_status_and_shape() {
     let image = admin.create_image(json!({"name": "g"})).await;
     let id = image["id"].as_str().unwrap().to_string();
     let json_ct = "application/json";
-    let cases: Vec<(Method, String, Option<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<GoldenCase> = vec![
         (
             Method::POST,
             "/v2/images".into(),

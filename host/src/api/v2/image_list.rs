@@ -4,15 +4,16 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use glass_registry::{
     Comparison, Filter, ImageQuery, ImageStatus, MemberStatus, MemberStatusFilter, SortDir,
     SortKey, TextField, TimeField, Visibility, VisibilityScope,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 use uuid::Uuid;
 
-use super::image_view::image_json;
+use super::image_view::{ImageBody, image_body};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::identity::Identity;
@@ -260,6 +261,12 @@ pub fn parse_query(
     if !os_hidden_given {
         query.filters.push(Filter::OsHidden(false));
     }
+    // How many directions Glance's parser ends up with: one per key in the `sort` syntax,
+    // as many as given in the `sort_key`/`sort_dir` syntax.
+    let dirs_given = match &sort_param {
+        Some(raw) => raw.split(',').count(),
+        None => sort_dirs.len(),
+    };
     query.sort = match sort_param {
         Some(_) if !sort_keys.is_empty() || !sort_dirs.is_empty() => {
             return Err(bad("Old and new sorting syntax cannot be combined"));
@@ -290,6 +297,17 @@ pub fn parse_query(
             }
         }
     };
+    // Glance's tie-breakers: created_at, then id, in the one direction given if exactly one
+    // was, descending otherwise.
+    let tie_dir = match (dirs_given, query.sort.first()) {
+        (1, Some((_, dir))) => *dir,
+        _ => SortDir::Desc,
+    };
+    for key in [SortKey::CreatedAt, SortKey::Id] {
+        if !query.sort.iter().any(|(k, _)| *k == key) {
+            query.sort.push((key, tie_dir));
+        }
+    }
     Ok(query)
 }
 
@@ -320,22 +338,31 @@ pub async fn list(
     State(state): State<AppState>,
     who: Identity,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(raw.as_deref());
     let query = parse_query(&pairs, &who, &state.config)?;
     let page = state.registry.list_images(query).await?;
-    let images: Vec<Value> = page.images.iter().map(image_json).collect();
-    let mut body = json!({
-        "images": images,
-        "first": link(&pairs, None),
-        "schema": "/v2/schemas/images",
-    });
-    if page.more
-        && let Some(last) = page.images.last()
-    {
-        body["next"] = Value::String(link(&pairs, Some(last.id)));
-    }
-    Ok(Json(body))
+    let next = match page.images.last() {
+        Some(last) if page.more => Some(link(&pairs, Some(last.id))),
+        _ => None,
+    };
+    let body = ListBody {
+        images: page.images.iter().map(image_body).collect(),
+        first: link(&pairs, None),
+        schema: "/v2/schemas/images",
+        next,
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Glance's list body.
+#[derive(Serialize)]
+struct ListBody<'a> {
+    images: Vec<ImageBody<'a>>,
+    first: String,
+    schema: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 #[cfg(test)]
@@ -371,9 +398,20 @@ mod tests {
             q.sort,
             vec![
                 (SortKey::Name, SortDir::Asc),
-                (SortKey::Size, SortDir::Desc)
+                (SortKey::Size, SortDir::Desc),
+                (SortKey::CreatedAt, SortDir::Desc),
+                (SortKey::Id, SortDir::Desc),
             ]
         );
+        let q = parse_query(&pairs("sort=name:asc"), &who, &config).unwrap();
+        assert_eq!(q.sort[1], (SortKey::CreatedAt, SortDir::Asc));
+        let q = parse_query(
+            &pairs("sort_key=name&sort_key=size&sort_dir=asc"),
+            &who,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(q.sort[2], (SortKey::CreatedAt, SortDir::Asc));
         assert!(parse_query(&pairs("sort=name&sort_key=size"), &who, &config).is_err());
         assert!(parse_query(&pairs("sort_key=bogus"), &who, &config).is_err());
         assert!(parse_query(&pairs("sort_dir=up"), &who, &config).is_err());

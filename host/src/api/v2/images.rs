@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::access::{check_owner, modify_image, parse_image_id, visible_image};
-use super::image_view::image_json;
+use super::image_view::image_body;
 use super::{patch, properties};
 use crate::api::json_body;
 use crate::error::ApiError;
@@ -68,7 +68,7 @@ pub async fn create(
     check_quotas(&state, &image)?;
     let image = state.registry.create_image(image).await?;
     tracing::info!(image = %image.id, "image created");
-    let mut response = (StatusCode::CREATED, Json(image_json(&image))).into_response();
+    let mut response = (StatusCode::CREATED, Json(image_body(&image))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v2/images/{}", image.id)) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -100,10 +100,10 @@ pub async fn show(
     State(state): State<AppState>,
     who: Identity,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_image_id(&id)?;
     let image = visible_image(&state, &who, id).await?;
-    Ok(Json(image_json(&image)))
+    Ok(Json(image_body(&image)).into_response())
 }
 
 pub async fn update(
@@ -112,7 +112,7 @@ pub async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -131,7 +131,7 @@ pub async fn update(
         check_quotas(&state, image)
     })
     .await?;
-    Ok(Json(image_json(&image)))
+    Ok(Json(image_body(&image)).into_response())
 }
 
 fn patch_media_types() -> [&'static str; 2] {
