@@ -10,7 +10,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
-    /// Every request is an admin of one default project (the embedded default).
+    /// No authentication (the embedded default): a request without identity headers is an
+    /// admin of `noauth_project`; identity headers, if sent, are taken as given.
     #[default]
     Noauth,
     /// Identity from X-Project-Id / X-User-Id / X-Roles, as set by a trusted proxy.

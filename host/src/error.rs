@@ -145,8 +145,23 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let message = match response.extensions_mut().remove::<ErrorMessage>() {
         Some(ErrorMessage(message)) => message,
-        // axum's own answer to a known path with a wrong method (it sets `Allow`).
+        // axum's own answer to a known path with a wrong method. Its `Allow` lists HEAD
+        // wherever GET is routed; Glance lists only the methods it routes.
         None if response.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|m| *m != "HEAD")
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+            if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
             format!("The method {method} is not allowed for this resource.")
         }
         None => return response,

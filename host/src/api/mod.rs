@@ -80,13 +80,17 @@ async fn request_id(request: Request, next: Next) -> Response {
 
 /// The whole service as a router, ready to serve.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(versions_root))
         .route("/versions", get(versions))
         .route("/healthcheck", get(healthcheck))
         .nest("/v2", v2::router())
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    // The middleware wraps the whole router as one service, so it also sees what the router
+    // adds after a route's own layers (the `Allow` header of a 405).
+    Router::new()
+        .fallback_service(routes)
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn(request_id))
 }

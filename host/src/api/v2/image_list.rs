@@ -104,15 +104,15 @@ fn time_filter(field: TimeField, raw: &str) -> Result<Filter, ApiError> {
         "gte" => Comparison::Gte,
         "lt" => Comparison::Lt,
         "lte" => Comparison::Lte,
-        other => {
-            return Err(bad(format!(
-                "Unable to filter by unknown operator '{other}'."
-            )));
-        }
+        _ => return Err(bad("Unable to filter on a unknown operator.")),
+    };
+    let name = match field {
+        TimeField::CreatedAt => "created_at",
+        TimeField::UpdatedAt => "updated_at",
     };
     let at = parse_time(value).ok_or_else(|| {
         bad(format!(
-            "Unable to filter on a date: invalid date format '{value}'."
+            "Bad \"{name}\" query filter format. Use ISO 8601 DateTime notation."
         ))
     })?;
     Ok(Filter::Time { field, op, at })
@@ -206,7 +206,7 @@ pub fn parse_query(
                     "all" => MemberStatusFilter::All,
                     s => MemberStatusFilter::Only(
                         MemberStatus::parse(s)
-                            .ok_or_else(|| bad(format!("Invalid status value: {s}")))?,
+                            .ok_or_else(|| bad(format!("Invalid status: {s}")))?,
                     ),
                 };
             }

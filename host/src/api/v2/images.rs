@@ -118,11 +118,10 @@ pub async fn update(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if !patch_media_types().contains(&media_type) {
-        return Err(ApiError::PatchMediaType(media_type.to_string()));
-    }
+    let dialect = patch::Dialect::from_media_type(media_type)
+        .ok_or_else(|| ApiError::PatchMediaType(media_type.to_string()))?;
     let id = parse_image_id(&id)?;
-    let changes = patch::parse(&json_body(&body)?)?;
+    let changes = patch::parse(&json_body(&body)?, dialect)?;
     let image = modify_image(&state, &who, id, |image| {
         check_owner(&who, image, "modify_image")?;
         for change in &changes {
@@ -132,13 +131,6 @@ pub async fn update(
     })
     .await?;
     Ok(Json(image_body(&image)).into_response())
-}
-
-fn patch_media_types() -> [&'static str; 2] {
-    [
-        "application/openstack-images-v2.0-json-patch",
-        "application/openstack-images-v2.1-json-patch",
-    ]
 }
 
 pub async fn delete(

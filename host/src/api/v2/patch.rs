@@ -66,9 +66,71 @@ fn attribute(path: &str) -> Result<String, ApiError> {
     unescape(rest)
 }
 
+/// Which JSON-patch dialect a request speaks, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `application/openstack-images-v2.1-json-patch`: `{"op": "add", "path": "/x", "value"}`.
+    V21,
+    /// `application/openstack-images-v2.0-json-patch`: `{"add": "/x", "value"}`.
+    V20,
+}
+
+impl Dialect {
+    pub fn from_media_type(media_type: &str) -> Option<Dialect> {
+        match media_type {
+            "application/openstack-images-v2.1-json-patch" => Some(Dialect::V21),
+            "application/openstack-images-v2.0-json-patch" => Some(Dialect::V20),
+            _ => None,
+        }
+    }
+}
+
+const OPS: [&str; 3] = ["add", "remove", "replace"];
+
+/// The operation name and path of one change, in either dialect.
+fn op_and_path(
+    fields: &serde_json::Map<String, Value>,
+    dialect: Dialect,
+) -> Result<(&str, &str), ApiError> {
+    match dialect {
+        Dialect::V21 => {
+            let op = fields.get("op").and_then(Value::as_str).ok_or_else(|| {
+                bad("Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
+            })?;
+            if !OPS.contains(&op) {
+                return Err(bad(format!(
+                    "Invalid operation: `{op}`. It must be one of the following: add, remove, replace."
+                )));
+            }
+            let path = fields
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("Unable to find 'path' in JSON Schema change"))?;
+            Ok((op, path))
+        }
+        Dialect::V20 => {
+            let mut found = OPS
+                .iter()
+                .filter_map(|op| fields.get(*op).map(|path| (*op, path)));
+            let (op, path) = found.next().ok_or_else(|| {
+                bad("Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".")
+            })?;
+            if found.next().is_some() {
+                return Err(bad(
+                    "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".",
+                ));
+            }
+            let path = path
+                .as_str()
+                .ok_or_else(|| bad("Pointers must be strings."))?;
+            Ok((op, path))
+        }
+    }
+}
+
 /// Parses a patch document; read-only and reserved attributes are refused here (403), before
 /// anything is applied.
-pub fn parse(doc: &Value) -> Result<Vec<Change>, ApiError> {
+pub fn parse(doc: &Value, dialect: Dialect) -> Result<Vec<Change>, ApiError> {
     let Value::Array(items) = doc else {
         return Err(bad(
             "Request body must be a JSON array of operation objects.",
@@ -79,16 +141,7 @@ pub fn parse(doc: &Value) -> Result<Vec<Change>, ApiError> {
         let Value::Object(fields) = item else {
             return Err(bad("Operations must be JSON objects."));
         };
-        let op_name = fields
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                bad("Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.")
-            })?;
-        let path = fields
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("Unable to find 'path' in JSON Schema change"))?;
+        let (op_name, path) = op_and_path(fields, dialect)?;
         let attribute = attribute(path)?;
         let value = || {
             fields.get("value").cloned().ok_or_else(|| {
@@ -100,12 +153,7 @@ pub fn parse(doc: &Value) -> Result<Vec<Change>, ApiError> {
         let op = match op_name {
             "add" => Op::Add(value()?),
             "replace" => Op::Replace(value()?),
-            "remove" => Op::Remove,
-            other => {
-                return Err(bad(format!(
-                    "Invalid operation: `{other}`. It must be one of the following: add, remove, replace."
-                )));
-            }
+            _ => Op::Remove,
         };
         properties::check_writable(&attribute)?;
         changes.push(Change { attribute, op });
