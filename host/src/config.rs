@@ -50,6 +50,52 @@ pub struct Config {
     pub image_property_quota: usize,
     /// Most members one image may have (Glance's `image_member_quota`).
     pub image_member_quota: usize,
+    /// Image stores. With none configured, one file store (`store-fs`) keeps images in
+    /// `<data_dir>/images`.
+    pub stores: Vec<StoreConfig>,
+}
+
+/// One image store: a driver component and what it is granted.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store's id, as it appears in the `stores` image attribute.
+    pub id: String,
+    /// A built-in driver (`store-fs`) or the path of a component file.
+    pub driver: String,
+    /// New image data goes to the default store (the first one if none says so).
+    #[serde(default)]
+    pub default: bool,
+    /// The only directory the driver may touch (relative paths are under `data_dir`).
+    pub directory: Option<PathBuf>,
+    /// Memory cap of one driver call, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_limit_mb: usize,
+    /// How long one driver call may run without moving a byte, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub cpu_deadline_ms: u64,
+}
+
+fn default_memory_mb() -> usize {
+    64
+}
+
+fn default_deadline_ms() -> u64 {
+    5000
+}
+
+impl StoreConfig {
+    /// The embedded default: store-fs in `<data_dir>/images`.
+    pub fn default_fs() -> StoreConfig {
+        StoreConfig {
+            id: "fs".into(),
+            driver: "store-fs".into(),
+            default: true,
+            directory: Some(PathBuf::from("images")),
+            memory_limit_mb: default_memory_mb(),
+            cpu_deadline_ms: default_deadline_ms(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -66,6 +112,7 @@ impl Default for Config {
             image_tag_quota: 128,
             image_property_quota: 128,
             image_member_quota: 128,
+            stores: Vec::new(),
         }
     }
 }
@@ -97,6 +144,15 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
+
+    /// The configured stores, or the embedded default file store.
+    pub fn effective_stores(&self) -> Vec<StoreConfig> {
+        if self.stores.is_empty() {
+            vec![StoreConfig::default_fs()]
+        } else {
+            self.stores.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +170,6 @@ mod tests {
         let text = include_str!("../../examples/glass.toml");
         let config = Config::parse(text).expect("examples/glass.toml parses");
         assert_eq!(config.auth, AuthMode::Noauth);
+        assert_eq!(config.effective_stores(), vec![StoreConfig::default_fs()]);
     }
 }

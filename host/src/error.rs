@@ -33,6 +33,8 @@ pub enum ApiError {
     )]
     PatchMediaType(String),
     #[error("{0}")]
+    RangeNotSatisfiable(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) | ApiError::PatchMediaType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

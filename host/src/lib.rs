@@ -4,14 +4,22 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod hashing;
 pub mod identity;
+pub mod runtime;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use axum::Router;
 use glass_registry::SledRegistry;
+use runtime::{ComponentSource, Grants, Limits, Runtime, StoreSpec};
+use store::StoreSet;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -22,11 +30,33 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
 }
 
-/// Opens the registry under the configured data directory and builds the shared state.
-pub fn open_state(config: Config) -> anyhow::Result<AppState> {
+/// Opens the registry under the configured data directory, loads the store components and
+/// sweeps what a crash left behind, then returns the shared state.
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = SledRegistry::open(&config.data_dir.join("registry"))?;
-    Ok(AppState::new(config, Arc::new(registry)))
+    let runtime = Runtime::new(config.data_dir.join("plugin-cache"))?;
+    let mut stores = StoreSet::default();
+    for spec in config.effective_stores() {
+        let store = runtime
+            .load_store(StoreSpec {
+                id: spec.id.clone(),
+                component: ComponentSource::from_config(&spec.driver),
+                grants: Grants {
+                    dir: spec.directory.as_ref().map(|d| config.data_dir.join(d)),
+                },
+                limits: Limits {
+                    memory_bytes: spec.memory_limit_mb << 20,
+                    cpu_deadline: Duration::from_millis(spec.cpu_deadline_ms),
+                },
+            })
+            .await
+            .with_context(|| format!("loading store {}", spec.id))?;
+        stores.insert(&spec.id, store, spec.default);
+    }
+    let state = AppState::new(config, Arc::new(registry), stores);
+    api::v2::image_data::sweep_unfinished_uploads(&state).await?;
+    Ok(state)
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish.

@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let bound = listener.local_addr()?;
-    let state = glass_host::open_state(cfg)?;
+    let state = glass_host::open_state(cfg).await?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("glass listening on http://{bound}");
     tracing::info!(%bound, "serving Images API v2");

@@ -36,7 +36,7 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
-        let state = glass_host::open_state(config).expect("open state");
+        let state = glass_host::open_state(config).await.expect("open state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

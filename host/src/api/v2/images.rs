@@ -157,6 +157,7 @@ pub async fn delete(
         match state.registry.delete_image(id, image.revision).await {
             Ok(()) => {
                 tracing::info!(image = %id, "image deleted");
+                super::image_data::delete_data(&state, &image).await;
                 return Ok(StatusCode::NO_CONTENT);
             }
             Err(RegistryError::Stale(_)) => continue,

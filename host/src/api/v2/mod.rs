@@ -1,6 +1,7 @@
 //! Images API v2: one module per resource; this file only routes.
 
 mod access;
+pub mod image_data;
 pub mod image_list;
 pub mod image_view;
 pub mod images;
@@ -24,6 +25,10 @@ pub fn router() -> Router<AppState> {
             get(images::show)
                 .patch(images::update)
                 .delete(images::delete),
+        )
+        .route(
+            "/images/{id}/file",
+            put(image_data::upload).get(image_data::download),
         )
         .route("/images/{id}/actions/deactivate", post(images::deactivate))
         .route("/images/{id}/actions/reactivate", post(images::reactivate))

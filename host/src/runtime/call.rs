@@ -1,0 +1,365 @@
+//! One call into a plugin: a fresh wasmtime `Store` and instance with the plugin's grants,
+//! memory cap and deadline, and the mapping of its failures to `StoreError::PluginFault`.
+//!
+//! A fresh instance per call is deliberate: an instance that trapped is poisoned, and one
+//! that ran out of memory or time is in an unknown state. Dropping the whole `Store` after
+//! each call makes every fault harmless to the next call (≈30 µs with the pooling allocator).
+//!
+//! # The deadline and long streams
+//!
+//! Epoch interruption only bounds time spent *running wasm*: while a driver waits in a host
+//! call (a `blocking-splice` waiting for the client's next bytes or for the client to read)
+//! no epoch check runs. When an epoch check finds the deadline passed, the callback asks one
+//! question: did any bytes move on the call's host streams since the last check? If yes, the
+//! driver is making progress and the deadline is extended; if no bytes moved for the whole
+//! `cpu_deadline`, the call is interrupted. So the limit is "at most `cpu_deadline` of
+//! running without moving a byte": a 2 GiB upload that takes 20 s is never cut, a loop that
+//! moves nothing is stopped within about a quarter of the deadline after it expires, and a
+//! call without streams (`size`, `delete`) has `cpu_deadline` in total. Checks come every
+//! `slice` (a quarter of the deadline, at most 100 ms), and each extension yields to the
+//! tokio scheduler so a busy plugin cannot starve other requests on the same worker.
+//! A driver that trickles a byte per deadline while spinning in between is not caught; that
+//! costs CPU but never memory, and the operator chose the plugin. A peer that stops sending
+//! or reading stalls a call without any CPU cost; the HTTP layer's timeouts own that case.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime::{
+    Engine, PoolConcurrencyLimitError, ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{Store as Driver, StorePre as DriverPre};
+use crate::store::StoreError;
+
+/// How often the engine's epoch advances (the ticker thread in `Runtime`).
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// The name under which a granted directory appears to the guest.
+const GUEST_DIR: &str = "store";
+
+/// Bytes of guest stderr logged per call; the rest is dropped.
+const MAX_LOG_BYTES: usize = 16 * 1024;
+
+/// What every call of one plugin gets: its name, grants and limits.
+#[derive(Debug)]
+pub(crate) struct CallSettings {
+    pub plugin: Arc<str>,
+    pub dir: Option<PathBuf>,
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+    /// `RuntimeConfig::blocking_file_io`.
+    pub blocking_file_io: bool,
+}
+
+/// The data of one call's `Store`.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    pub table: ResourceTable,
+    limiter: CallLimiter,
+    watchdog: Watchdog,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A live call: the store and the instantiated driver.
+pub(crate) struct Call {
+    pub store: wasmtime::Store<CallState>,
+    pub driver: Driver,
+    plugin: Arc<str>,
+}
+
+impl Call {
+    /// A fresh store and instance. `progress` is the byte counter of the call's host streams
+    /// (see the module doc); calls without streams pass a counter nobody bumps.
+    pub async fn start(
+        engine: &Engine,
+        pre: &DriverPre<CallState>,
+        settings: &CallSettings,
+        progress: Arc<AtomicU64>,
+    ) -> Result<Call, StoreError> {
+        let plugin = settings.plugin.clone();
+        let wasi = wasi_ctx(settings)?;
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(settings.memory_bytes),
+            watchdog: Watchdog {
+                progress,
+                seen: 0,
+                last_progress: Instant::now(),
+                limit: settings.deadline,
+                expired: false,
+            },
+        };
+        let mut store = wasmtime::Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let slice = slice_ticks(settings.deadline);
+        // With epochs on, a store's deadline is otherwise already due: set it every time.
+        store.set_epoch_deadline(slice);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if ctx.data_mut().watchdog.expired_now() {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(slice))
+            }
+        });
+        match pre.instantiate_async(&mut store).await {
+            Ok(driver) => Ok(Call {
+                store,
+                driver,
+                plugin,
+            }),
+            Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
+                tracing::warn!(plugin = %plugin, error = %e, "no free plugin instance slot");
+                Err(StoreError::Unavailable(
+                    "too many concurrent store plugin calls".into(),
+                ))
+            }
+            Err(e) => Err(fault(&plugin, store.data(), &e)),
+        }
+    }
+
+    /// The `PluginFault` for an error that aborted this call (trap, deadline, memory cap).
+    pub fn fault(&self, error: &wasmtime::Error) -> StoreError {
+        fault(&self.plugin, self.store.data(), error)
+    }
+}
+
+/// Classifies and logs the failure of a call.
+fn fault(plugin: &Arc<str>, state: &CallState, error: &wasmtime::Error) -> StoreError {
+    let reason = if state.watchdog.expired {
+        format!(
+            "deadline: ran {} ms without moving any bytes",
+            state.watchdog.limit.as_millis()
+        )
+    } else if let Some(desired) = state.limiter.denied {
+        format!(
+            "memory: tried to grow linear memory to {desired} bytes, over the cap of {} bytes",
+            state.limiter.cap
+        )
+    } else if let Some(trap) = error.downcast_ref::<Trap>() {
+        format!("trap: {trap}")
+    } else {
+        format!("trap: {error}")
+    };
+    tracing::warn!(plugin = %plugin, %reason, error = ?error, "store plugin call failed");
+    StoreError::PluginFault {
+        plugin: plugin.to_string(),
+        reason,
+    }
+}
+
+/// Deny by default: no environment, no arguments, no stdin or stdout, no network; the
+/// granted directory (if any) and stderr, which goes to the log.
+fn wasi_ctx(settings: &CallSettings) -> Result<WasiCtx, StoreError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        // Before the preopen: the directory captures this setting.
+        .allow_blocking_current_thread(settings.blocking_file_io)
+        .stderr(GuestStderr(settings.plugin.clone()))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if let Some(dir) = &settings.dir {
+        builder
+            .preopened_dir(dir, GUEST_DIR, FsPerms::ReadWrite)
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open the directory granted to {}: {}: {e}",
+                    settings.plugin,
+                    dir.display()
+                ))
+            })?;
+    }
+    Ok(builder.build())
+}
+
+/// Epoch ticks between two deadline checks: a quarter of the deadline, at least one tick,
+/// at most 100 ms.
+fn slice_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_millis() / TICK.as_millis() / 4;
+    ticks.clamp(1, 10) as u64
+}
+
+struct Watchdog {
+    progress: Arc<AtomicU64>,
+    seen: u64,
+    last_progress: Instant,
+    limit: Duration,
+    expired: bool,
+}
+
+impl Watchdog {
+    /// Called at each deadline check: true when no byte moved for `limit`.
+    fn expired_now(&mut self) -> bool {
+        let now = Instant::now();
+        let moved = self.progress.load(Ordering::Relaxed);
+        if moved != self.seen {
+            self.seen = moved;
+            self.last_progress = now;
+        }
+        self.expired = now.duration_since(self.last_progress) >= self.limit;
+        self.expired
+    }
+}
+
+/// `StoreLimits` (memory cap, grow failures trap) that also remembers that it refused
+/// memory, so the fault can say "memory" rather than a generic trap.
+struct CallLimiter {
+    inner: StoreLimits,
+    cap: usize,
+    denied: Option<usize>,
+}
+
+impl CallLimiter {
+    fn new(cap: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(cap)
+                .trap_on_grow_failure(true)
+                .build(),
+            cap,
+            denied: None,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let verdict = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(verdict, Ok(true)) {
+            self.denied = Some(desired);
+        }
+        verdict
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.denied.get_or_insert(0);
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// A guest's stderr: each line goes to the log as a warning tagged with the plugin's name
+/// (a Rust driver's panic message lands here), at most `MAX_LOG_BYTES` per stream.
+struct GuestStderr(Arc<str>);
+
+impl IsTerminal for GuestStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStderr {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineLogger {
+            plugin: self.0.clone(),
+            line: Vec::new(),
+            logged: 0,
+            dropped: false,
+        })
+    }
+}
+
+struct LineLogger {
+    plugin: Arc<str>,
+    line: Vec<u8>,
+    logged: usize,
+    dropped: bool,
+}
+
+impl LineLogger {
+    fn emit(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        if self.logged < MAX_LOG_BYTES {
+            let text = String::from_utf8_lossy(&self.line);
+            tracing::warn!(plugin = %self.plugin, "plugin stderr: {}", text.trim_end());
+        } else if !self.dropped {
+            self.dropped = true;
+            tracing::warn!(plugin = %self.plugin, "plugin stderr: further output dropped");
+        }
+        self.logged += self.line.len();
+        self.line.clear();
+    }
+}
+
+impl AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' || self.line.len() >= 4096 {
+                self.emit();
+            }
+            if b != b'\n' {
+                self.line.push(b);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}

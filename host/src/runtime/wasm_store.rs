@@ -1,0 +1,458 @@
+//! [`WasmStore`]: an [`ImageStore`] whose every call runs a `glass:store@0.1.0` component.
+//!
+//! `add` hands the driver the upload as a `wasi:io` input-stream (the caller's reader behind
+//! wasmtime-wasi's `AsyncReadStream`); `get` hands it an output-stream whose other end is a
+//! bounded in-memory pipe returned to the caller as the reader. Either way at most a few
+//! 64 KiB chunks are in flight: memory stays flat whatever the image size. Both run the
+//! driver in a task of their own, so an upload whose caller goes away is cancelled through
+//! its input (and cleaned up by the driver) instead of being cut mid-call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use std::future::Future;
+
+use tokio::io::AsyncReadExt;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+use wasmtime::Engine;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+use super::bindings::{Capabilities, StorePre as DriverPre, WitStoreError};
+use super::call::{Call, CallSettings, CallState};
+use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
+use super::{ComponentSource, Runtime, StoreSpec};
+use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
+
+/// Bytes a driver may queue on a `get` output-stream before the host has written them on.
+const WRITE_BUDGET: usize = 64 * 1024;
+/// Capacity of the pipe between a `get`'s driver and its reader.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// A store plugin, loaded and ready: each call instantiates it afresh.
+pub struct WasmStore {
+    runtime: Runtime,
+    plugin: Plugin,
+    loaded: ArcSwap<Loaded>,
+}
+
+/// One version of the plugin, pre-instantiated. Calls take a snapshot, so a reload never
+/// disturbs calls in flight.
+struct Loaded {
+    pre: DriverPre<CallState>,
+    caps: Capabilities,
+    info: StoreInfo,
+    digest: String,
+}
+
+/// What a call needs besides the snapshot; cheap to clone into a task.
+#[derive(Clone)]
+struct Plugin {
+    engine: Engine,
+    settings: Arc<CallSettings>,
+    /// The runtime's plugin threads: every call runs there (see `RuntimeConfig::io_threads`).
+    io: Handle,
+}
+
+impl Plugin {
+    /// Runs a call on the plugin threads and waits for it. If the caller goes away the call
+    /// still runs to its end (an `add` is cancelled through its input instead).
+    async fn run<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.io
+            .spawn(call)
+            .await
+            .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+    }
+
+    async fn start(&self, loaded: &Loaded, progress: Arc<AtomicU64>) -> Result<Call, StoreError> {
+        Call::start(&self.engine, &loaded.pre, &self.settings, progress).await
+    }
+
+    fn name(&self) -> &str {
+        &self.settings.plugin
+    }
+}
+
+impl WasmStore {
+    pub(super) async fn load(runtime: Runtime, spec: StoreSpec) -> anyhow::Result<Arc<Self>> {
+        let plugin = Plugin {
+            engine: runtime.engine().clone(),
+            settings: Arc::new(CallSettings {
+                plugin: spec.id.as_str().into(),
+                dir: spec.grants.dir.clone(),
+                memory_bytes: spec.limits.memory_bytes,
+                deadline: spec.limits.cpu_deadline,
+                blocking_file_io: runtime.blocking_file_io(),
+            }),
+            io: runtime.io_handle(),
+        };
+        let loaded = prepare(&runtime, &plugin, &spec.component).await?;
+        Ok(Arc::new(Self {
+            runtime,
+            plugin,
+            loaded: ArcSwap::from_pointee(loaded),
+        }))
+    }
+
+    /// The store's configured id (the plugin name in faults and logs).
+    pub fn id(&self) -> &str {
+        self.plugin.name()
+    }
+
+    /// The sha256 of the component now serving.
+    pub fn digest(&self) -> String {
+        self.loaded.load().digest.clone()
+    }
+
+    /// Compiles `component` (or loads it from the cache) and swaps it in. Calls already
+    /// running finish on the old version; calls starting afterwards use the new one. On
+    /// error the old version keeps serving.
+    pub async fn reload(&self, component: ComponentSource) -> anyhow::Result<()> {
+        let loaded = prepare(&self.runtime, &self.plugin, &component).await?;
+        self.loaded.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// `add` with the image id passed as is, unchecked: what a buggy host would send. For
+    /// tests that check a driver's own validation; the host always goes through `add`.
+    pub async fn add_raw(
+        &self,
+        image_id: &str,
+        data: ByteReader,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError> {
+        let loaded = self.loaded.load_full();
+        if !loaded.caps.contains(Capabilities::WRITE) || loaded.caps.contains(Capabilities::READ_ONLY) {
+            return Err(StoreError::AccessDenied(format!(
+                "store {} does not accept writes",
+                self.id()
+            )));
+        }
+        let progress = Arc::new(AtomicU64::new(0));
+        let watch = Arc::new(InputWatch::default());
+        // Dropping `_cancel` (this future dropped: the caller went away) fails the input.
+        let (_cancel, cancelled) = oneshot::channel::<()>();
+        let reader = WatchedReader::new(data, progress.clone(), watch.clone(), cancelled);
+        self.plugin
+            .run(add_call(
+                self.plugin.clone(),
+                loaded,
+                image_id.to_owned(),
+                reader,
+                size_hint,
+                progress,
+                watch,
+            ))
+            .await
+    }
+
+    /// `discard_partial` with the image id passed as is, unchecked (see [`Self::add_raw`]).
+    pub async fn discard_partial_raw(&self, image_id: &str) -> Result<(), StoreError> {
+        let loaded = self.loaded.load_full();
+        if !loaded.caps.contains(Capabilities::WRITE) || loaded.caps.contains(Capabilities::READ_ONLY) {
+            return Ok(()); // a store that never writes has nothing partial
+        }
+        let (plugin, image_id) = (self.plugin.clone(), image_id.to_owned());
+        self.plugin
+            .run(async move {
+                let mut call = plugin.start(&loaded, idle()).await?;
+                let result = call
+                    .driver
+                    .glass_store_driver()
+                    .call_discard_partial(&mut call.store, &image_id)
+                    .await;
+                finish(&call, result)
+            })
+            .await
+    }
+
+    fn require(&self, caps: Capabilities, need: Capabilities, what: &str) -> Result<(), StoreError> {
+        if caps.contains(need) {
+            Ok(())
+        } else {
+            Err(StoreError::AccessDenied(format!(
+                "store {} does not support {what}",
+                self.id()
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl ImageStore for WasmStore {
+    fn info(&self) -> StoreInfo {
+        self.loaded.load().info.clone()
+    }
+
+    async fn add(
+        &self,
+        image: Uuid,
+        data: ByteReader,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError> {
+        self.add_raw(&image.to_string(), data, size_hint).await
+    }
+
+    async fn get(
+        &self,
+        location: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ByteReader, StoreError> {
+        let loaded = self.loaded.load_full();
+        self.require(loaded.caps, Capabilities::READ, "reads")?;
+        // A driver without ranged reads is asked for everything; the host skips and cuts.
+        let ranged = loaded.caps.contains(Capabilities::RANGED_READS);
+        let (guest_offset, guest_length) = if ranged { (offset, length) } else { (0, None) };
+        let (driver_end, reader_end) = tokio::io::duplex(PIPE_BYTES);
+        let (outcome_tx, outcome_rx) = oneshot::channel();
+        let plugin = self.plugin.clone();
+        let location = location.to_owned();
+        self.plugin.io.spawn(async move {
+            let progress = Arc::new(AtomicU64::new(0));
+            let sink = CountingWriter::new(driver_end, progress.clone());
+            let outcome = get_call(&plugin, &loaded, &location, guest_offset, guest_length, sink, progress).await;
+            let _ = outcome_tx.send(outcome);
+        });
+        let reader = GetReader::new(reader_end, outcome_rx).first_bytes().await?;
+        let mut reader: ByteReader = Box::pin(reader);
+        if !ranged {
+            if offset > 0 {
+                reader = Box::pin(Skip::new(reader, offset));
+            }
+            if let Some(length) = length {
+                reader = Box::pin(reader.take(length));
+            }
+        }
+        Ok(reader)
+    }
+
+    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+        let loaded = self.loaded.load_full();
+        self.require(loaded.caps, Capabilities::READ, "reads")?;
+        let (plugin, location) = (self.plugin.clone(), location.to_owned());
+        self.plugin
+            .run(async move {
+                let mut call = plugin.start(&loaded, idle()).await?;
+                let result = call
+                    .driver
+                    .glass_store_driver()
+                    .call_size(&mut call.store, &location)
+                    .await;
+                finish(&call, result)
+            })
+            .await
+    }
+
+    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+        let loaded = self.loaded.load_full();
+        self.require(loaded.caps, Capabilities::DELETE, "deletes")?;
+        if loaded.caps.contains(Capabilities::READ_ONLY) {
+            return Err(StoreError::AccessDenied(format!("store {} is read-only", self.id())));
+        }
+        let (plugin, location) = (self.plugin.clone(), location.to_owned());
+        self.plugin
+            .run(async move { delete_call(&plugin, &loaded, &location).await })
+            .await
+    }
+
+    async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError> {
+        self.discard_partial_raw(&image.to_string()).await
+    }
+}
+
+/// Compiles, pre-instantiates (which checks the component exports the contract and imports
+/// nothing the linker lacks) and asks the driver for its `info`.
+async fn prepare(runtime: &Runtime, plugin: &Plugin, source: &ComponentSource) -> anyhow::Result<Loaded> {
+    let compiled = runtime.compile(source).await?;
+    let instance_pre = runtime
+        .linker()
+        .instantiate_pre(&compiled.component)
+        .map_err(|e| anyhow::anyhow!("store {}: cannot link the component: {e}", plugin.name()))?;
+    let pre = DriverPre::new(instance_pre).map_err(|e| {
+        anyhow::anyhow!(
+            "store {}: the component does not export glass:store/driver@0.1.0: {e}",
+            plugin.name()
+        )
+    })?;
+    let loaded = Loaded {
+        pre,
+        caps: Capabilities::empty(),
+        info: StoreInfo {
+            driver: String::new(),
+            version: String::new(),
+            can_write: false,
+            can_delete: false,
+            ranged_reads: false,
+        },
+        digest: compiled.digest,
+    };
+    let loaded = Arc::new(loaded);
+    let (task_plugin, task_loaded) = (plugin.clone(), loaded.clone());
+    let info = plugin
+        .run(async move {
+            let mut call = task_plugin.start(&task_loaded, idle()).await?;
+            let result = call.driver.glass_store_driver().call_info(&mut call.store).await;
+            result.map_err(|e| call.fault(&e))
+        })
+        .await?;
+    let mut loaded = Arc::into_inner(loaded).expect("the info call has ended");
+    let caps = info.capabilities;
+    let read_only = caps.contains(Capabilities::READ_ONLY);
+    loaded.caps = caps;
+    loaded.info = StoreInfo {
+        driver: info.name,
+        version: info.version,
+        can_write: caps.contains(Capabilities::WRITE) && !read_only,
+        can_delete: caps.contains(Capabilities::DELETE) && !read_only,
+        ranged_reads: caps.contains(Capabilities::RANGED_READS),
+    };
+    tracing::info!(
+        store = plugin.name(),
+        driver = %loaded.info.driver,
+        version = %loaded.info.version,
+        sha256 = %loaded.digest,
+        from_cache = compiled.from_cache,
+        "store plugin loaded"
+    );
+    Ok(loaded)
+}
+
+/// The body of `add`, in its own task. Checks the driver's answer against what the host
+/// saw of the input: a failed input is reported as `Input`, and a driver that claims success
+/// without having read everything (or claims another size) has its data removed and is
+/// reported as faulty.
+async fn add_call(
+    plugin: Plugin,
+    loaded: Arc<Loaded>,
+    image_id: String,
+    reader: WatchedReader,
+    size_hint: Option<u64>,
+    progress: Arc<AtomicU64>,
+    watch: Arc<InputWatch>,
+) -> Result<Stored, StoreError> {
+    let mut call = plugin.start(&loaded, progress.clone()).await?;
+    let input: DynInputStream = Box::new(AsyncReadStream::new(reader));
+    let input = call
+        .store
+        .data_mut()
+        .table
+        .push(input)
+        .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
+    let result = call
+        .driver
+        .glass_store_driver()
+        .call_add(&mut call.store, &image_id, input, size_hint)
+        .await;
+    let stored = match result {
+        Err(trap) => return Err(call.fault(&trap)),
+        Ok(Err(e)) => {
+            return Err(match watch.error() {
+                Some(reason) => StoreError::Input(reason),
+                None => e.into(),
+            });
+        }
+        Ok(Ok(stored)) => stored,
+    };
+    drop(call);
+    let delivered = progress.load(Ordering::Relaxed);
+    let problem = if let Some(reason) = watch.error() {
+        Some(StoreError::Input(reason))
+    } else if !watch.reached_eof() || stored.size != delivered {
+        let reason = format!(
+            "contract violation: add reported {} bytes stored, the input had {delivered}{}",
+            stored.size,
+            if watch.reached_eof() { "" } else { " and was not read to its end" }
+        );
+        tracing::warn!(plugin = plugin.name(), %reason, "store plugin call failed");
+        Some(StoreError::PluginFault {
+            plugin: plugin.name().to_owned(),
+            reason,
+        })
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(Stored {
+            location: stored.location,
+            size: stored.size,
+        }),
+        Some(problem) => {
+            if let Err(e) = delete_call(&plugin, &loaded, &stored.location).await {
+                tracing::warn!(plugin = plugin.name(), location = %stored.location, error = %e,
+                    "could not remove data of a failed add");
+            }
+            Err(problem)
+        }
+    }
+}
+
+/// The body of `get`, in its own task; the bytes go to `sink`, the result to the reader.
+async fn get_call(
+    plugin: &Plugin,
+    loaded: &Loaded,
+    location: &str,
+    offset: u64,
+    length: Option<u64>,
+    sink: CountingWriter,
+    progress: Arc<AtomicU64>,
+) -> Result<u64, StoreError> {
+    let mut call = plugin.start(loaded, progress).await?;
+    let sink: DynOutputStream = Box::new(AsyncWriteStream::new(WRITE_BUDGET, sink));
+    let sink = call
+        .store
+        .data_mut()
+        .table
+        .push(sink)
+        .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
+    let result = call
+        .driver
+        .glass_store_driver()
+        .call_get(&mut call.store, location, offset, length, sink)
+        .await;
+    finish(&call, result)
+}
+
+async fn delete_call(plugin: &Plugin, loaded: &Loaded, location: &str) -> Result<(), StoreError> {
+    let mut call = plugin.start(loaded, idle()).await?;
+    let result = call
+        .driver
+        .glass_store_driver()
+        .call_delete(&mut call.store, location)
+        .await;
+    finish(&call, result)
+}
+
+/// A progress counter for calls without streams: nothing bumps it, so their deadline is
+/// their total running time.
+fn idle() -> Arc<AtomicU64> {
+    Arc::new(AtomicU64::new(0))
+}
+
+fn finish<T>(call: &Call, result: wasmtime::Result<Result<T, WitStoreError>>) -> Result<T, StoreError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.into()),
+        Err(trap) => Err(call.fault(&trap)),
+    }
+}
+
+impl From<WitStoreError> for StoreError {
+    fn from(e: WitStoreError) -> Self {
+        match e {
+            WitStoreError::NotFound => StoreError::NotFound,
+            WitStoreError::AlreadyExists => StoreError::AlreadyExists,
+            WitStoreError::AccessDenied(m) => StoreError::AccessDenied(m),
+            WitStoreError::InvalidLocation(m) => StoreError::InvalidLocation(m),
+            WitStoreError::Unavailable(m) => StoreError::Unavailable(m),
+            WitStoreError::Other(m) => StoreError::Other(m),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Image data stores as the host sees them: the native [`ImageStore`] trait that handlers
+//! call. Implementations adapt WebAssembly store components (`runtime`); handlers never see
+//! wasmtime. Bytes move as async streams; hashing happens in the host, never in a store.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+use uuid::Uuid;
+
+/// A stream of image bytes.
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What a store driver says about itself (`info` in the `glass:store` contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub driver: String,
+    pub version: String,
+    pub can_write: bool,
+    pub can_delete: bool,
+    pub ranged_reads: bool,
+}
+
+/// Where `add` put the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Opaque to the host: only the store that wrote it interprets it.
+    pub location: String,
+    pub size: u64,
+}
+
+/// Errors of a store call: the contract's `store-error` cases, plus the plugin failing
+/// itself (trap, CPU deadline, memory cap), which the host reports with the plugin's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("image data not found")]
+    NotFound,
+    #[error("image data already exists")]
+    AlreadyExists,
+    #[error("store refused access: {0}")]
+    AccessDenied(String),
+    #[error("invalid location: {0}")]
+    InvalidLocation(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Other(String),
+    #[error("store plugin {plugin} failed: {reason}")]
+    PluginFault { plugin: String, reason: String },
+    /// The bytes given to `add` could not be read (the client went away mid-upload).
+    #[error("reading the image data failed: {0}")]
+    Input(String),
+}
+
+#[async_trait]
+pub trait ImageStore: Send + Sync + 'static {
+    fn info(&self) -> StoreInfo;
+
+    /// Streams `data` into the store as the data of `image`; `size_hint` is the expected
+    /// length when known. Nothing is visible at the returned location unless this succeeds.
+    async fn add(
+        &self,
+        image: Uuid,
+        data: ByteReader,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError>;
+
+    /// The bytes at `location` from `offset`, `length` of them (all if `None`). A failure
+    /// after the first byte surfaces as an error from the reader.
+    async fn get(
+        &self,
+        location: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ByteReader, StoreError>;
+
+    async fn size(&self, location: &str) -> Result<u64, StoreError>;
+
+    async fn delete(&self, location: &str) -> Result<(), StoreError>;
+
+    /// Removes whatever an unfinished `add` of `image` left behind (after a crash).
+    async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError>;
+}
+
+/// The stores a deployment has, by id, and the one new data goes to.
+#[derive(Default)]
+pub struct StoreSet {
+    default_id: Option<String>,
+    stores: HashMap<String, Arc<dyn ImageStore>>,
+}
+
+impl StoreSet {
+    /// Adds a store; the first one added is the default until another is marked default.
+    pub fn insert(&mut self, id: &str, store: Arc<dyn ImageStore>, default: bool) {
+        if default || self.default_id.is_none() {
+            self.default_id = Some(id.to_string());
+        }
+        self.stores.insert(id.to_string(), store);
+    }
+
+    /// The store id and store that new image data goes to, if any store is configured.
+    pub fn default_store(&self) -> Option<(&str, &Arc<dyn ImageStore>)> {
+        let id = self.default_id.as_deref()?;
+        Some((id, self.stores.get(id)?))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn ImageStore>> {
+        self.stores.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn ImageStore>)> {
+        self.stores.iter()
+    }
+}
