@@ -72,7 +72,10 @@ async fn upload_download_round_trip_with_checksums() {
     let r = admin.get(&format!("/v2/images/{id}/file")).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-md5"].to_str().unwrap(), md5);
-    assert_eq!(r.headers()["content-length"].to_str().unwrap(), data.len().to_string());
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        data.len().to_string()
+    );
     assert_eq!(r.headers()["content-type"], "application/octet-stream");
     let got = r.bytes().await.unwrap();
     assert!(got.as_ref() == data.as_slice(), "downloaded bytes differ");
@@ -82,14 +85,29 @@ async fn upload_download_round_trip_with_checksums() {
     assert_eq!(status, 409);
 
     // Deleting the image deletes its data.
-    assert_eq!(stored_files(&server).len(), 1, "{:?}", stored_files(&server));
-    assert_eq!(admin.send(Method::DELETE, &format!("/v2/images/{id}")).await.0, 204);
-    assert!(stored_files(&server).is_empty(), "{:?}", stored_files(&server));
+    assert_eq!(
+        stored_files(&server).len(),
+        1,
+        "{:?}",
+        stored_files(&server)
+    );
+    assert_eq!(
+        admin
+            .send(Method::DELETE, &format!("/v2/images/{id}"))
+            .await
+            .0,
+        204
+    );
+    assert!(
+        stored_files(&server).is_empty(),
+        "{:?}",
+        stored_files(&server)
+    );
 }
 
 fn md5_of(data: &[u8]) -> u128 {
-    use std::process::{Command, Stdio};
     use std::io::Write;
+    use std::process::{Command, Stdio};
     let mut child = Command::new("md5sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -137,7 +155,10 @@ async fn ranged_reads() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 416);
-    assert_eq!(r.headers()["content-range"].to_str().unwrap(), "bytes */100000");
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        "bytes */100000"
+    );
 }
 
 #[tokio::test]
@@ -172,11 +193,14 @@ async fn refused_uploads_leave_the_image_queued_and_no_data() {
     // Over the size cap, announced by Content-Length.
     assert_eq!(put_file(&admin, &id, vec![0u8; 1_000_001]).await.0, 413);
     // Over the cap with no length announced (chunked): refused mid-stream.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![7u8; 100_000])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![7u8; 100_000])).collect();
     let r = admin
         .request(Method::PUT, &path)
         .header("Content-Type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -185,7 +209,11 @@ async fn refused_uploads_leave_the_image_queued_and_no_data() {
     let (_, image) = admin.get_json(&format!("/v2/images/{id}")).await;
     assert_eq!(image["status"], "queued");
     assert_eq!(image["size"], Value::Null);
-    assert!(stored_files(&server).is_empty(), "{:?}", stored_files(&server));
+    assert!(
+        stored_files(&server).is_empty(),
+        "{:?}",
+        stored_files(&server)
+    );
     // No formats: Glance refuses to save data.
     let bare = admin.create_image(json!({"name": "no-format"})).await;
     let (status, _) = put_file(&admin, bare["id"].as_str().unwrap(), b"x".to_vec()).await;
@@ -194,7 +222,14 @@ async fn refused_uploads_leave_the_image_queued_and_no_data() {
     assert_eq!(put_file(&admin, &id, vec![3u8; 1000]).await.0, 204);
     // Empty image data: 204 on download.
     let empty = new_image(&admin).await;
-    assert_eq!(admin.get(&format!("/v2/images/{empty}/file")).await.status().as_u16(), 204);
+    assert_eq!(
+        admin
+            .get(&format!("/v2/images/{empty}/file"))
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
 }
 
 #[tokio::test]
@@ -222,7 +257,9 @@ async fn client_disconnect_mid_upload_requeues_and_cleans_up() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tx.send(Err(std::io::Error::other("client gone"))).await.unwrap();
+    tx.send(Err(std::io::Error::other("client gone")))
+        .await
+        .unwrap();
     drop(tx);
     let _ = sending.await;
     let mut status = Value::Null;
@@ -240,8 +277,16 @@ async fn client_disconnect_mid_upload_requeues_and_cleans_up() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(stored_files(&server).is_empty(), "{:?}", stored_files(&server));
-    assert_eq!(put_file(&admin, &id, vec![1u8; 10]).await.0, 204, "upload works again");
+    assert!(
+        stored_files(&server).is_empty(),
+        "{:?}",
+        stored_files(&server)
+    );
+    assert_eq!(
+        put_file(&admin, &id, vec![1u8; 10]).await.0,
+        204,
+        "upload works again"
+    );
 }
 
 #[tokio::test]
@@ -258,7 +303,12 @@ async fn two_concurrent_uploads_one_wins() {
         assert_eq!(codes, [204, 409], "round {round}");
         let (_, image) = admin.get_json(&format!("/v2/images/{id}")).await;
         assert_eq!(image["status"], "active");
-        let got = admin.get(&format!("/v2/images/{id}/file")).await.bytes().await.unwrap();
+        let got = admin
+            .get(&format!("/v2/images/{id}/file"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
         let winner = if sa == 204 { round } else { round + 100 };
         assert!(got.as_ref() == pseudo_random(2 * 1024 * 1024, winner).as_slice());
     }
@@ -272,11 +322,26 @@ async fn deactivated_data_is_admin_only() {
     assert_eq!(put_file(&admin, &id, vec![5u8; 100]).await.0, 204);
     let path = format!("/v2/images/{id}");
     let (status, _) = admin
-        .patch(&path, &json!([{"op": "replace", "path": "/visibility", "value": "public"}]))
+        .patch(
+            &path,
+            &json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+        )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(admin.send(Method::POST, &format!("{path}/actions/deactivate")).await.0, 204);
+    assert_eq!(
+        admin
+            .send(Method::POST, &format!("{path}/actions/deactivate"))
+            .await
+            .0,
+        204
+    );
     let user = server.client("eeee4444eeee4444eeee4444eeee4444", "member,reader");
-    assert_eq!(user.get(&format!("{path}/file")).await.status().as_u16(), 403);
-    assert_eq!(admin.get(&format!("{path}/file")).await.status().as_u16(), 200);
+    assert_eq!(
+        user.get(&format!("{path}/file")).await.status().as_u16(),
+        403
+    );
+    assert_eq!(
+        admin.get(&format!("{path}/file")).await.status().as_u16(),
+        200
+    );
 }

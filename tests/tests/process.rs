@@ -199,3 +199,71 @@ async fn kill_9_during_concurrent_writes_leaves_a_consistent_registry() {
     client.create_image(json!({"name": "after-crash"})).await;
     glass.stop().await;
 }
+
+/// kill -9 while a 1 GiB upload streams in, then restart: the image is not active, the
+/// start-up sweep leaves no data behind, and the image takes a new upload.
+#[tokio::test]
+async fn kill_9_during_upload_then_restart_sweeps_partial_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let glass = GlassProcess::start(dir.path(), None).await;
+    let client = Client::new(&glass.url, None);
+    let image = client
+        .create_image(json!({"name": "big", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = image["id"].as_str().unwrap().to_string();
+    // 1 GiB announced, streamed in 1 MiB chunks; the server dies long before the end.
+    let chunks = futures_util::stream::iter(
+        (0..1024).map(|_| Ok::<_, std::io::Error>(vec![0xA5u8; 1 << 20])),
+    );
+    let upload = client
+        .request(reqwest::Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .header("x-openstack-image-size", (1u64 << 30).to_string())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let uploading = tokio::spawn(upload);
+    let images_dir = dir.path().join("images");
+    let mut saw_partial = false;
+    for _ in 0..200 {
+        let partial_bytes: u64 = std::fs::read_dir(&images_dir)
+            .map(|it| {
+                it.filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if partial_bytes > 8 << 20 {
+            saw_partial = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(saw_partial, "the upload never reached the store");
+    glass.kill9().await;
+    let _ = uploading.await;
+    assert!(
+        std::fs::read_dir(&images_dir).unwrap().count() > 0,
+        "the crash left partial data to sweep"
+    );
+
+    let glass = GlassProcess::start(dir.path(), None).await;
+    let client = Client::new(&glass.url, None);
+    let (_, image) = client.get_json(&format!("/v2/images/{id}")).await;
+    assert_eq!(image["status"], "queued", "{image}");
+    let left: Vec<_> = std::fs::read_dir(&images_dir).unwrap().collect();
+    assert!(left.is_empty(), "orphaned data after the sweep: {left:?}");
+    let r = client
+        .request(reqwest::Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![1u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        client.get_json(&format!("/v2/images/{id}")).await.1["status"],
+        "active"
+    );
+    glass.stop().await;
+}
