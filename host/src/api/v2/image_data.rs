@@ -93,7 +93,9 @@ pub async fn revert_to_queued(state: &AppState, id: Uuid) -> Result<(), ApiError
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Input(msg) => ApiError::BadRequest(format!("Error reading the image data: {msg}")),
+        StoreError::Input(msg) => {
+            ApiError::BadRequest(format!("Error reading the image data: {msg}"))
+        }
         StoreError::PluginFault { .. } | StoreError::Other(_) => {
             tracing::error!(error = %e, "store failure");
             ApiError::Internal(e.to_string())
@@ -152,8 +154,7 @@ pub async fn upload(
             && (image.disk_format.is_none() || image.container_format.is_none())
         {
             return Err(ApiError::BadRequest(
-                "Properties disk_format, container_format must be set prior to saving data."
-                    .into(),
+                "Properties disk_format, container_format must be set prior to saving data.".into(),
             ));
         }
         if image.status != ImageStatus::Queued {
@@ -168,7 +169,9 @@ pub async fn upload(
     .await?;
     let Some((store_id, store)) = state.stores.default_store() else {
         revert_to_queued(&state, id).await?;
-        return Err(ApiError::Unavailable("No image store is configured.".into()));
+        return Err(ApiError::Unavailable(
+            "No image store is configured.".into(),
+        ));
     };
     let (store_id, store) = (store_id.to_string(), store.clone());
     let guard = UploadGuard {
@@ -220,7 +223,9 @@ pub async fn upload(
         return Err(match problem {
             PumpError::TooLarge(n) => too_large(n, cap),
             PumpError::SizeMismatch { declared } => size_mismatch(declared, digests.size),
-            PumpError::Client(msg) => ApiError::BadRequest(format!("Error reading the image data: {msg}")),
+            PumpError::Client(msg) => {
+                ApiError::BadRequest(format!("Error reading the image data: {msg}"))
+            }
             PumpError::StoreGone => match added {
                 Err(e) => store_error(e),
                 Ok(_) => ApiError::Internal("store stopped reading early".into()),
@@ -290,7 +295,9 @@ async fn activate(
     .await
     .map(|_| ())
     .map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::Conflict(format!("Image {id} was deleted during the upload")),
+        ApiError::NotFound(_) => {
+            ApiError::Conflict(format!("Image {id} was deleted during the upload"))
+        }
         e => e,
     })
 }
@@ -357,8 +364,7 @@ pub async fn download(
     let image = visible_image(&state, &who, id).await?;
     if image.status == ImageStatus::Deactivated && !who.is_admin() {
         return Err(ApiError::Forbidden(
-            "The requested image has been deactivated. Image data download is forbidden."
-                .into(),
+            "The requested image has been deactivated. Image data download is forbidden.".into(),
         ));
     }
     let (Some(size), Some(location)) = (image.size, image.locations.first()) else {
@@ -388,12 +394,22 @@ pub async fn download(
         .get(&location.url, start, Some(len))
         .await
         .map_err(store_error)?;
-    let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(reader, 64 * 1024)));
+    let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(
+        reader,
+        64 * 1024,
+    )));
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(md5) = image.checksum.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+    if let Some(md5) = image
+        .checksum
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
         h.insert("content-md5", md5);
     }
     if status == StatusCode::PARTIAL_CONTENT
@@ -418,31 +434,6 @@ pub async fn delete_data(state: &AppState, image: &Image) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(v: &str, size: u64) -> RangeRequest {
-        let mut h = HeaderMap::new();
-        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
-        parse_range(&h, size)
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(range("bytes=0-15", 100), RangeRequest::Part { start: 0, end: 15 });
-        assert_eq!(range("bytes=90-", 100), RangeRequest::Part { start: 90, end: 99 });
-        assert_eq!(range("bytes=-10", 100), RangeRequest::Part { start: 90, end: 99 });
-        assert_eq!(range("bytes=50-500", 100), RangeRequest::Part { start: 50, end: 99 });
-        assert_eq!(range("bytes=100-", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(range("bytes=-0", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(range("bytes=5-1", 100), RangeRequest::Full);
-        assert_eq!(range("bytes=0-1,5-6", 100), RangeRequest::Full);
-        assert_eq!(range("items=0-1", 100), RangeRequest::Full);
-        assert_eq!(parse_range(&HeaderMap::new(), 100), RangeRequest::Full);
-    }
-}
-
 /// At start-up, before serving: an image still `saving` belongs to an upload that died with
 /// the previous process. Its partial data is removed and it goes back to `queued`.
 pub async fn sweep_unfinished_uploads(state: &AppState) -> Result<(), ApiError> {
@@ -462,4 +453,41 @@ pub async fn sweep_unfinished_uploads(state: &AppState) -> Result<(), ApiError> 
         tracing::warn!(image = %id, "unfinished upload from before the restart discarded");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str, size: u64) -> RangeRequest {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        parse_range(&h, size)
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            range("bytes=0-15", 100),
+            RangeRequest::Part { start: 0, end: 15 }
+        );
+        assert_eq!(
+            range("bytes=90-", 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            range("bytes=-10", 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            range("bytes=50-500", 100),
+            RangeRequest::Part { start: 50, end: 99 }
+        );
+        assert_eq!(range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(range("bytes=-0", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(range("bytes=5-1", 100), RangeRequest::Full);
+        assert_eq!(range("bytes=0-1,5-6", 100), RangeRequest::Full);
+        assert_eq!(range("items=0-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range(&HeaderMap::new(), 100), RangeRequest::Full);
+    }
 }
