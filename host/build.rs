@@ -22,7 +22,10 @@ const COMPONENTS: &[(&str, &str)] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let plugins = workspace.join("plugins");
     let out_dir = PathBuf::from(env("OUT_DIR"));
 
@@ -77,14 +80,18 @@ fn env(key: &str) -> String {
 }
 
 fn absolute(base: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 /// Reruns when a guest crate or the WIT changes: every entry of plugins/ except build output.
 fn watch(plugins: &Path, wit: &Path) {
     println!("cargo:rerun-if-changed={}", wit.display());
-    let entries = std::fs::read_dir(plugins)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", plugins.display()));
+    let entries =
+        std::fs::read_dir(plugins).unwrap_or_else(|e| panic!("reading {}: {e}", plugins.display()));
     for entry in entries.flatten() {
         if entry.file_name() != "target" {
             println!("cargo:rerun-if-changed={}", entry.path().display());

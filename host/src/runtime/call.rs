@@ -7,20 +7,23 @@
 //!
 //! # The deadline and long streams
 //!
-//! Epoch interruption only bounds time spent *running wasm*: while a driver waits in a host
-//! call (a `blocking-splice` waiting for the client's next bytes or for the client to read)
-//! no epoch check runs. When an epoch check finds the deadline passed, the callback asks one
-//! question: did any bytes move on the call's host streams since the last check? If yes, the
-//! driver is making progress and the deadline is extended; if no bytes moved for the whole
-//! `cpu_deadline`, the call is interrupted. So the limit is "at most `cpu_deadline` of
-//! running without moving a byte": a 2 GiB upload that takes 20 s is never cut, a loop that
-//! moves nothing is stopped within about a quarter of the deadline after it expires, and a
-//! call without streams (`size`, `delete`) has `cpu_deadline` in total. Checks come every
-//! `slice` (a quarter of the deadline, at most 100 ms), and each extension yields to the
-//! tokio scheduler so a busy plugin cannot starve other requests on the same worker.
-//! A driver that trickles a byte per deadline while spinning in between is not caught; that
-//! costs CPU but never memory, and the operator chose the plugin. A peer that stops sending
-//! or reading stalls a call without any CPU cost; the HTTP layer's timeouts own that case.
+//! The deadline bounds guest *computation*, not transfer time. Two rules:
+//! - **Progress resets it.** When an epoch check finds the deadline passed, the callback
+//!   asks whether any bytes moved on the call's host streams since the last check; if so the
+//!   driver is working and the clock restarts. A 2 GiB upload that takes 20 s is never cut.
+//! - **Waiting in the host does not count.** A call hook pauses the clock while the guest is
+//!   inside a host call (waiting for the client's next bytes, for the client to read, for a
+//!   long `sync` of the file), beyond a 1 ms grace per call. So a slow disk or client never
+//!   kills a call, and a guest cannot dodge the deadline by spinning on cheap host calls.
+//!
+//! So a call is stopped after `cpu_deadline` of guest execution without moving a byte: a
+//! spinning loop within about a quarter of the deadline after it expires (checks come every
+//! `slice`: a quarter of the deadline, at most 100 ms), a call without streams (`size`,
+//! `delete`) after `cpu_deadline` of running. Each check that extends the deadline yields to
+//! the tokio scheduler so a busy plugin cannot starve other calls on its thread. Not caught:
+//! a driver that trickles a byte per deadline and spins in between (CPU, never memory, and
+//! the operator chose the plugin), and a peer that stops sending or reading (no CPU; the HTTP
+//! layer's timeouts own that).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -32,8 +35,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime::{
-    Engine, PoolConcurrencyLimitError, ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap,
-    UpdateDeadline,
+    CallHook, Engine, PoolConcurrencyLimitError, ResourceLimiter, StoreLimits, StoreLimitsBuilder,
+    Trap, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -46,6 +49,13 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// The name under which a granted directory appears to the guest.
 const GUEST_DIR: &str = "store";
+
+/// Time in each host call that still counts as guest time (see the module doc).
+const HOST_CALL_GRACE: Duration = Duration::from_millis(1);
+
+/// Host resources (streams, descriptors, pollables) one call may hold at once. A driver needs
+/// a handful; the bound keeps a misbehaving one from growing host memory.
+const MAX_RESOURCES: usize = 1024;
 
 /// Bytes of guest stderr logged per call; the rest is dropped.
 const MAX_LOG_BYTES: usize = 16 * 1024;
@@ -96,20 +106,27 @@ impl Call {
     ) -> Result<Call, StoreError> {
         let plugin = settings.plugin.clone();
         let wasi = wasi_ctx(settings)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter::new(settings.memory_bytes),
             watchdog: Watchdog {
                 progress,
                 seen: 0,
-                last_progress: Instant::now(),
+                idle_since: Instant::now(),
+                in_host_since: None,
                 limit: settings.deadline,
                 expired: false,
             },
         };
         let mut store = wasmtime::Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.call_hook(|mut ctx, hook| {
+            ctx.data_mut().watchdog.on_call_hook(hook);
+            Ok(())
+        });
         let slice = slice_ticks(settings.deadline);
         // With epochs on, a store's deadline is otherwise already due: set it every time.
         store.set_epoch_deadline(slice);
@@ -155,7 +172,11 @@ fn fault(plugin: &Arc<str>, state: &CallState, error: &wasmtime::Error) -> Store
             state.limiter.cap
         )
     } else if let Some(trap) = error.downcast_ref::<Trap>() {
-        format!("trap: {trap}")
+        let text = trap.to_string();
+        format!(
+            "trap: {}",
+            text.strip_prefix("wasm trap: ").unwrap_or(&text)
+        )
     } else {
         format!("trap: {error}")
     };
@@ -200,22 +221,40 @@ fn slice_ticks(deadline: Duration) -> u64 {
 
 struct Watchdog {
     progress: Arc<AtomicU64>,
+    /// The byte count at the last check.
     seen: u64,
-    last_progress: Instant,
+    /// Start of the current stretch without progress, moved forward by time spent waiting
+    /// in host calls.
+    idle_since: Instant,
+    in_host_since: Option<Instant>,
     limit: Duration,
     expired: bool,
 }
 
 impl Watchdog {
-    /// Called at each deadline check: true when no byte moved for `limit`.
+    fn on_call_hook(&mut self, hook: CallHook) {
+        match hook {
+            CallHook::CallingHost => self.in_host_since = Some(Instant::now()),
+            CallHook::ReturningFromHost => {
+                if let Some(entered) = self.in_host_since.take() {
+                    let waited = entered.elapsed().saturating_sub(HOST_CALL_GRACE);
+                    self.idle_since += waited;
+                }
+            }
+            CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+        }
+    }
+
+    /// Called at each deadline check: true when the guest ran for `limit` without a byte
+    /// moving.
     fn expired_now(&mut self) -> bool {
         let now = Instant::now();
         let moved = self.progress.load(Ordering::Relaxed);
         if moved != self.seen {
             self.seen = moved;
-            self.last_progress = now;
+            self.idle_since = now;
         }
-        self.expired = now.duration_since(self.last_progress) >= self.limit;
+        self.expired = now.saturating_duration_since(self.idle_since) >= self.limit;
         self.expired
     }
 }

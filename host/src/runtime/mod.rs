@@ -129,7 +129,7 @@ impl RuntimeConfig {
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
-            max_concurrent_calls: 256,
+            max_concurrent_calls: 128,
             max_memory_bytes: 1 << 30,
             io_threads: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
@@ -221,7 +221,11 @@ impl Runtime {
         );
         if let Some(dir) = &spec.grants.dir {
             std::fs::create_dir_all(dir).with_context(|| {
-                format!("store {}: creating its directory {}", spec.id, dir.display())
+                format!(
+                    "store {}: creating its directory {}",
+                    spec.id,
+                    dir.display()
+                )
             })?;
         }
         WasmStore::load(self.clone(), spec).await
@@ -270,12 +274,15 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(calls)
         // A Rust component has a few core instances (its module plus adapter shims) and
-        // tables; memories are one per instance.
+        // tables; one memory.
         .total_core_instances(calls.saturating_mul(8))
         .total_tables(calls.saturating_mul(8))
-        .total_memories(calls.saturating_mul(2))
+        .total_memories(calls)
         .total_stacks(calls)
         .max_memory_size(config.max_memory_bytes);
+    // Memory slots keep wasmtime's default 4 GiB reservation (no bounds checks): reserving
+    // only `max_memory_bytes` measured markedly slower uploads. The pool's address space is
+    // about max_concurrent_calls × 4 GiB, virtual only (nothing committed until used).
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
         .epoch_interruption(true)

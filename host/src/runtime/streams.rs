@@ -74,6 +74,9 @@ impl AsyncRead for WatchedReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(())); // nothing asked: not an end of stream
+        }
         if let Some(cancel) = self.cancel.as_mut()
             && Pin::new(cancel).poll(cx).is_ready()
         {
@@ -185,6 +188,9 @@ impl AsyncRead for GetReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(())); // nothing asked: not an end of stream
+        }
         if !self.head.is_empty() {
             let n = self.head.len().min(buf.remaining());
             let chunk = self.head.split_to(n);
@@ -221,7 +227,10 @@ impl AsyncRead for GetReader {
 
 /// The `StoreError` inside an error from `GetReader`, or `Other` with its text.
 fn into_store_error(e: io::Error) -> StoreError {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<StoreError>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<StoreError>())
+    {
         Some(store_error) => store_error.clone(),
         None => StoreError::Other(e.to_string()),
     }
@@ -248,7 +257,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Skip<R> {
     ) -> Poll<io::Result<()>> {
         while self.skip > 0 {
             let mut scratch = [0u8; 8192];
-            let want = scratch.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+            let want = scratch
+                .len()
+                .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
             let mut tmp = ReadBuf::new(&mut scratch[..want]);
             ready!(Pin::new(&mut self.inner).poll_read(cx, &mut tmp))?;
             let n = tmp.filled().len();

@@ -129,7 +129,9 @@ impl WasmStore {
         size_hint: Option<u64>,
     ) -> Result<Stored, StoreError> {
         let loaded = self.loaded.load_full();
-        if !loaded.caps.contains(Capabilities::WRITE) || loaded.caps.contains(Capabilities::READ_ONLY) {
+        if !loaded.caps.contains(Capabilities::WRITE)
+            || loaded.caps.contains(Capabilities::READ_ONLY)
+        {
             return Err(StoreError::AccessDenied(format!(
                 "store {} does not accept writes",
                 self.id()
@@ -156,7 +158,9 @@ impl WasmStore {
     /// `discard_partial` with the image id passed as is, unchecked (see [`Self::add_raw`]).
     pub async fn discard_partial_raw(&self, image_id: &str) -> Result<(), StoreError> {
         let loaded = self.loaded.load_full();
-        if !loaded.caps.contains(Capabilities::WRITE) || loaded.caps.contains(Capabilities::READ_ONLY) {
+        if !loaded.caps.contains(Capabilities::WRITE)
+            || loaded.caps.contains(Capabilities::READ_ONLY)
+        {
             return Ok(()); // a store that never writes has nothing partial
         }
         let (plugin, image_id) = (self.plugin.clone(), image_id.to_owned());
@@ -173,7 +177,12 @@ impl WasmStore {
             .await
     }
 
-    fn require(&self, caps: Capabilities, need: Capabilities, what: &str) -> Result<(), StoreError> {
+    fn require(
+        &self,
+        caps: Capabilities,
+        need: Capabilities,
+        what: &str,
+    ) -> Result<(), StoreError> {
         if caps.contains(need) {
             Ok(())
         } else {
@@ -218,7 +227,16 @@ impl ImageStore for WasmStore {
         self.plugin.io.spawn(async move {
             let progress = Arc::new(AtomicU64::new(0));
             let sink = CountingWriter::new(driver_end, progress.clone());
-            let outcome = get_call(&plugin, &loaded, &location, guest_offset, guest_length, sink, progress).await;
+            let outcome = get_call(
+                &plugin,
+                &loaded,
+                &location,
+                guest_offset,
+                guest_length,
+                sink,
+                progress,
+            )
+            .await;
             let _ = outcome_tx.send(outcome);
         });
         let reader = GetReader::new(reader_end, outcome_rx).first_bytes().await?;
@@ -255,7 +273,10 @@ impl ImageStore for WasmStore {
         let loaded = self.loaded.load_full();
         self.require(loaded.caps, Capabilities::DELETE, "deletes")?;
         if loaded.caps.contains(Capabilities::READ_ONLY) {
-            return Err(StoreError::AccessDenied(format!("store {} is read-only", self.id())));
+            return Err(StoreError::AccessDenied(format!(
+                "store {} is read-only",
+                self.id()
+            )));
         }
         let (plugin, location) = (self.plugin.clone(), location.to_owned());
         self.plugin
@@ -270,7 +291,11 @@ impl ImageStore for WasmStore {
 
 /// Compiles, pre-instantiates (which checks the component exports the contract and imports
 /// nothing the linker lacks) and asks the driver for its `info`.
-async fn prepare(runtime: &Runtime, plugin: &Plugin, source: &ComponentSource) -> anyhow::Result<Loaded> {
+async fn prepare(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    source: &ComponentSource,
+) -> anyhow::Result<Loaded> {
     let compiled = runtime.compile(source).await?;
     let instance_pre = runtime
         .linker()
@@ -299,7 +324,11 @@ async fn prepare(runtime: &Runtime, plugin: &Plugin, source: &ComponentSource) -
     let info = plugin
         .run(async move {
             let mut call = task_plugin.start(&task_loaded, idle()).await?;
-            let result = call.driver.glass_store_driver().call_info(&mut call.store).await;
+            let result = call
+                .driver
+                .glass_store_driver()
+                .call_info(&mut call.store)
+                .await;
             result.map_err(|e| call.fault(&e))
         })
         .await?;
@@ -369,7 +398,11 @@ async fn add_call(
         let reason = format!(
             "contract violation: add reported {} bytes stored, the input had {delivered}{}",
             stored.size,
-            if watch.reached_eof() { "" } else { " and was not read to its end" }
+            if watch.reached_eof() {
+                ""
+            } else {
+                " and was not read to its end"
+            }
         );
         tracing::warn!(plugin = plugin.name(), %reason, "store plugin call failed");
         Some(StoreError::PluginFault {
@@ -436,7 +469,10 @@ fn idle() -> Arc<AtomicU64> {
     Arc::new(AtomicU64::new(0))
 }
 
-fn finish<T>(call: &Call, result: wasmtime::Result<Result<T, WitStoreError>>) -> Result<T, StoreError> {
+fn finish<T>(
+    call: &Call,
+    result: wasmtime::Result<Result<T, WitStoreError>>,
+) -> Result<T, StoreError> {
     match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.into()),
