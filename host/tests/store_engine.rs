@@ -447,12 +447,13 @@ async fn fs_abandoned_add_is_cleaned_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fs_discard_partial_removes_only_the_partial() {
+async fn fs_discard_partial_removes_only_that_images_data() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let store = fs_store(&rt, tmp.path()).await;
     let crashed = Uuid::new_v4();
     let other = Uuid::new_v4();
+    let other_done = Uuid::new_v4();
     // What a crash mid-upload leaves, beside a finished image and another upload's partial.
     std::fs::write(
         tmp.path().join(format!("{crashed}.partial")),
@@ -477,9 +478,15 @@ async fn fs_discard_partial_removes_only_the_partial() {
     );
     std::fs::write(tmp.path().join(format!("{crashed}.partial")), b"half again").unwrap();
 
+    // The host calls discard-partial only for an image it recorded no data for: the
+    // complete file is then an add that finished just before a crash, and goes too.
+    let kept = store
+        .add(other_done, bytes_reader(b"kept".to_vec()), None)
+        .await
+        .unwrap();
     store.discard_partial(crashed).await.unwrap();
     assert_eq!(files_in(tmp.path()), {
-        let mut v = vec![crashed.to_string(), format!("{other}.partial")];
+        let mut v = vec![other_done.to_string(), format!("{other}.partial")];
         v.sort();
         v
     });
@@ -487,8 +494,10 @@ async fn fs_discard_partial_removes_only_the_partial() {
     store.discard_partial(crashed).await.unwrap();
     store.discard_partial(Uuid::new_v4()).await.unwrap();
     assert_eq!(
-        std::fs::read(tmp.path().join(crashed.to_string())).unwrap(),
-        b"finished"
+        read_all(store.get(&kept.location, 0, None).await.unwrap())
+            .await
+            .unwrap(),
+        b"kept"
     );
 }
 

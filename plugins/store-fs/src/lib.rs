@@ -105,10 +105,16 @@ impl Driver for FileStore {
 
     fn discard_partial(image_id: String) -> Result<(), StoreError> {
         check_image_id(&image_id)?;
-        match root()?.unlink_file_at(&format!("{image_id}{PARTIAL_SUFFIX}")) {
-            Ok(()) | Err(ErrorCode::NoEntry) => Ok(()),
-            Err(e) => Err(fs_error(e)),
+        let root = root()?;
+        // The partial file, and the complete one an add renamed into place just before
+        // the host died (the host has no location recorded for it).
+        for name in [format!("{image_id}{PARTIAL_SUFFIX}"), image_id] {
+            match root.unlink_file_at(&name) {
+                Ok(()) | Err(ErrorCode::NoEntry) => {}
+                Err(e) => return Err(fs_error(e)),
+            }
         }
+        root.sync().map_err(fs_error)
     }
 }
 
