@@ -21,6 +21,16 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
         .map_err(|_| ApiError::BadRequest("Malformed JSON in request body.".into()))
 }
 
+/// The media type of a request body (`Content-Type` without parameters), or "".
+pub fn media_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("")
+}
+
 /// The Images API versions Glass speaks (Glance 2.0 to 2.18).
 fn versions_body(headers: &HeaderMap) -> Value {
     let host = headers

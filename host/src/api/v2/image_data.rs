@@ -17,6 +17,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use uuid::Uuid;
 
 use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use crate::api::media_type;
 use crate::error::ApiError;
 use crate::hashing::{Digests, ParallelHasher};
 use crate::identity::Identity;
@@ -121,17 +122,9 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let media_type = media_type(&headers);
     if media_type != "application/octet-stream" {
-        return Err(ApiError::UnsupportedMediaType(media_type));
+        return Err(ApiError::UnsupportedMediaType(media_type.to_string()));
     }
     let id = parse_image_id(&id)?;
     let declared = header_u64(&headers, "x-openstack-image-size")?;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::access::{check_owner, modify_image, parse_image_id, visible_image};
 use super::image_view::image_body;
 use super::{patch, properties};
-use crate::api::json_body;
+use crate::api::{json_body, media_type};
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::state::AppState;
@@ -113,11 +113,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let media_type = media_type(&headers);
     let dialect = patch::Dialect::from_media_type(media_type)
         .ok_or_else(|| ApiError::PatchMediaType(media_type.to_string()))?;
     let id = parse_image_id(&id)?;
