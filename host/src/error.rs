@@ -167,6 +167,14 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
             }
             format!("The method {method} is not allowed for this resource.")
         }
+        // Other answers axum gives on its own (a body over the size limit, a path it cannot
+        // decode): same shape as ours.
+        None if response.status().is_client_error() || response.status().is_server_error() => {
+            match response.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large.".to_string(),
+                other => other.canonical_reason().unwrap_or("Error").to_string(),
+            }
+        }
         None => return response,
     };
     let status = response.status();

@@ -735,3 +735,26 @@ async fn versions_schemas_and_health() {
     assert_eq!(image_schema["properties"]["status"]["readOnly"], true);
     assert_eq!(image_schema["additionalProperties"]["type"], "string");
 }
+
+/// What axum refuses by itself (an oversized metadata body) still answers in Glance's shape.
+#[tokio::test]
+async fn oversized_metadata_body_is_413_in_glance_shape() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(3 << 20));
+    let r = admin
+        .request(Method::POST, "/v2/images")
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "413 Payload Too Large");
+    assert!(
+        body["message"].as_str().unwrap().contains("too large"),
+        "{body}"
+    );
+}
