@@ -36,23 +36,27 @@ impl Default for ParallelHasher {
 
 impl ParallelHasher {
     pub fn new() -> Self {
-        let mut senders = Vec::with_capacity(3);
-        let mut workers = Vec::with_capacity(3);
-        let mut add = |(tx, handle): (mpsc::Sender<Bytes>, JoinHandle<String>)| {
-            senders.push(tx);
-            workers.push(handle);
-        };
-        add(spawn_digest::<Md5>());
-        add(spawn_digest::<Sha512>());
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
-        let handle = tokio::task::spawn_blocking(move || {
-            let mut hasher = blake3::Hasher::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hasher.finalize().to_hex().to_string()
-        });
-        add((tx, handle));
+        let (senders, workers) = [
+            spawn_worker(
+                Md5::new(),
+                |h, b| h.update(b),
+                |h| hex::encode(h.finalize()),
+            ),
+            spawn_worker(
+                Sha512::new(),
+                |h, b| h.update(b),
+                |h| hex::encode(h.finalize()),
+            ),
+            spawn_worker(
+                blake3::Hasher::new(),
+                |h, b| {
+                    h.update(b);
+                },
+                |h| h.finalize().to_hex().to_string(),
+            ),
+        ]
+        .into_iter()
+        .unzip();
         ParallelHasher {
             senders,
             workers,
@@ -92,14 +96,18 @@ impl ParallelHasher {
     }
 }
 
-fn spawn_digest<D: Digest + Send + 'static>() -> (mpsc::Sender<Bytes>, JoinHandle<String>) {
+/// One digest on its own blocking thread, fed through a bounded channel.
+fn spawn_worker<H: Send + 'static>(
+    mut state: H,
+    update: fn(&mut H, &[u8]),
+    finish: fn(H) -> String,
+) -> (mpsc::Sender<Bytes>, JoinHandle<String>) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut hasher = D::new();
         while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
+            update(&mut state, &chunk);
         }
-        hex::encode(hasher.finalize())
+        finish(state)
     });
     (tx, handle)
 }

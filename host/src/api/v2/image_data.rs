@@ -110,7 +110,7 @@ fn store_error(e: StoreError) -> ApiError {
 /// Why the body pump stopped early; decides the client's status code.
 enum PumpError {
     TooLarge(u64),
-    SizeMismatch { declared: u64 },
+    SizeMismatch,
     Client(String),
     StoreGone,
 }
@@ -193,9 +193,7 @@ pub async fn upload(
             let problem = if hasher.size() > cap {
                 Some(PumpError::TooLarge(hasher.size()))
             } else if declared.is_some_and(|d| hasher.size() > d) {
-                Some(PumpError::SizeMismatch {
-                    declared: declared.unwrap_or_default(),
-                })
+                Some(PumpError::SizeMismatch)
             } else {
                 None
             };
@@ -215,7 +213,7 @@ pub async fn upload(
     if let Err(problem) = pumped {
         return Err(match problem {
             PumpError::TooLarge(n) => too_large(n, cap),
-            PumpError::SizeMismatch { declared } => size_mismatch(declared, digests.size),
+            PumpError::SizeMismatch => size_mismatch(declared.unwrap_or_default(), digests.size),
             PumpError::Client(msg) => {
                 ApiError::BadRequest(format!("Error reading the image data: {msg}"))
             }
