@@ -7,7 +7,8 @@
 //! `glass_store_guest::export_driver!(MyDriver);`.
 
 /// Bindings generated from `wit/glass-store@0.1.0` plus the WASI interfaces drivers use
-/// (`wasi:io`, `wasi:clocks`, `wasi:filesystem`). Importing them costs nothing: a component
+/// (`wasi:io`, `wasi:clocks`, `wasi:filesystem`, `wasi:cli/environment` for a driver's
+/// settings, `wasi:http/outgoing-handler` for remote backends). Importing them costs nothing: a component
 /// only imports what it calls, and the host grants nothing unless configured.
 pub mod bindings {
     wit_bindgen::generate!({
@@ -17,12 +18,18 @@ pub mod bindings {
             world driver {
                 include glass:store/store@0.1.0;
                 import wasi:filesystem/preopens@0.2.12;
+                import wasi:cli/environment@0.2.12;
+                import wasi:http/outgoing-handler@0.2.12;
             }
         ",
         path: [
             "../../wit/deps/io.wit",
             "../../wit/deps/clocks.wit",
+            "../../wit/deps/random.wit",
             "../../wit/deps/filesystem.wit",
+            "../../wit/deps/sockets.wit",
+            "../../wit/deps/cli.wit",
+            "../../wit/deps/http.wit",
             "../../wit/glass-store@0.1.0",
         ],
         world: "glass:store-guest/driver",
