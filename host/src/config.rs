@@ -66,14 +66,37 @@ pub struct StoreConfig {
     /// New image data goes to the default store (the first one if none says so).
     #[serde(default)]
     pub default: bool,
+    /// Shown in `GET /v2/info/stores`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Downloads read from the location in the store of highest weight first, and fall back
+    /// to the next one if it fails (Glance's `weight`).
+    #[serde(default)]
+    pub weight: i64,
     /// The only directory the driver may touch (relative paths are under `data_dir`).
     pub directory: Option<PathBuf>,
+    /// `host:port` authorities the driver may reach over HTTP (a bare host: ports 80 and
+    /// 443). Empty: no network.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The driver's own settings (endpoint, bucket, credentials, …), handed to it as its
+    /// environment. Values may be strings, numbers or booleans.
+    #[serde(default)]
+    pub settings: toml::Table,
     /// Memory cap of one driver call, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_limit_mb: usize,
     /// How long one driver call may run without moving a byte, in milliseconds.
     #[serde(default = "default_deadline_ms")]
     pub cpu_deadline_ms: u64,
+    /// Bound on each phase of the driver's outgoing requests (connect, first byte, between
+    /// bytes), in milliseconds.
+    #[serde(default = "default_network_timeout_ms")]
+    pub network_timeout_ms: u64,
+}
+
+fn default_network_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_memory_mb() -> usize {
@@ -91,10 +114,39 @@ impl StoreConfig {
             id: "fs".into(),
             driver: "store-fs".into(),
             default: true,
+            description: Some("Local file store".into()),
+            weight: 0,
             directory: Some(PathBuf::from("images")),
+            hosts: Vec::new(),
+            settings: toml::Table::new(),
             memory_limit_mb: default_memory_mb(),
             cpu_deadline_ms: default_deadline_ms(),
+            network_timeout_ms: default_network_timeout_ms(),
         }
+    }
+
+    /// The settings as the driver's environment: strings verbatim, numbers and booleans in
+    /// their TOML spelling. Nested tables and arrays are refused.
+    pub fn settings_env(&self) -> Result<Vec<(String, String)>, String> {
+        self.settings
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(format!(
+                            "store {}: settings.{key} must be a string, number or boolean, not {}",
+                            self.id,
+                            other.type_str()
+                        ));
+                    }
+                };
+                Ok((key.clone(), text))
+            })
+            .collect()
     }
 }
 
@@ -142,7 +194,10 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// The configured stores, or the embedded default file store.
@@ -152,6 +207,33 @@ impl Config {
         } else {
             self.stores.clone()
         }
+    }
+
+    /// Checks what serde cannot: store ids unique and well-formed, at most one default.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for store in &self.stores {
+            let ok = !store.id.is_empty()
+                && store.id.len() <= 255
+                && store
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(format!(
+                    "stores: id {:?} must be 1-255 letters, digits, '-' or '_'",
+                    store.id
+                ));
+            }
+            if !seen.insert(store.id.as_str()) {
+                return Err(format!("stores: id {:?} appears twice", store.id));
+            }
+            store.settings_env()?;
+        }
+        if self.stores.iter().filter(|s| s.default).count() > 1 {
+            return Err("stores: more than one store has default = true".into());
+        }
+        Ok(())
     }
 }
 

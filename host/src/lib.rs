@@ -19,7 +19,7 @@ use anyhow::Context;
 use axum::Router;
 use glass_registry::SledRegistry;
 use runtime::{ComponentSource, Grants, Limits, Runtime, StoreSpec};
-use store::StoreSet;
+use store::{StoreEntry, StoreSet};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -36,23 +36,28 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = SledRegistry::open(&config.data_dir.join("registry"))?;
     let runtime = Runtime::new(config.data_dir.join("plugin-cache"))?;
+    config.validate().map_err(anyhow::Error::msg)?;
     let mut stores = StoreSet::default();
     for spec in config.effective_stores() {
+        let settings = spec.settings_env().map_err(anyhow::Error::msg)?;
         let store = runtime
             .load_store(StoreSpec {
                 id: spec.id.clone(),
                 component: ComponentSource::from_config(&spec.driver),
                 grants: Grants {
                     dir: spec.directory.as_ref().map(|d| config.data_dir.join(d)),
+                    hosts: spec.hosts.clone(),
+                    settings,
                 },
                 limits: Limits {
                     memory_bytes: spec.memory_limit_mb << 20,
                     cpu_deadline: Duration::from_millis(spec.cpu_deadline_ms),
+                    network_timeout: Duration::from_millis(spec.network_timeout_ms),
                 },
             })
             .await
             .with_context(|| format!("loading store {}", spec.id))?;
-        stores.insert(&spec.id, store, spec.default);
+        stores.insert(StoreEntry::new(&spec, store));
     }
     let state = AppState::new(config, Arc::new(registry), stores);
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;

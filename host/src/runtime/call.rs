@@ -40,6 +40,9 @@ use wasmtime::{
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::outbound::OutboundHttp;
 
 use super::bindings::{Store as Driver, StorePre as DriverPre};
 use crate::store::StoreError;
@@ -65,6 +68,12 @@ const MAX_LOG_BYTES: usize = 16 * 1024;
 pub(crate) struct CallSettings {
     pub plugin: Arc<str>,
     pub dir: Option<PathBuf>,
+    /// `host:port` authorities the plugin may reach over `wasi:http`.
+    pub hosts: Arc<[String]>,
+    /// The plugin's settings, given to it as its environment.
+    pub settings: Arc<[(String, String)]>,
+    /// Bound on each phase of an outgoing request (connect, first byte, between bytes).
+    pub network_timeout: Duration,
     pub memory_bytes: usize,
     pub deadline: Duration,
     /// `RuntimeConfig::blocking_file_io`.
@@ -74,6 +83,8 @@ pub(crate) struct CallSettings {
 /// The data of one call's `Store`.
 pub(crate) struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: OutboundHttp,
     pub table: ResourceTable,
     limiter: CallLimiter,
     watchdog: Watchdog,
@@ -88,11 +99,31 @@ impl WasiView for CallState {
     }
 }
 
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Counters of one loaded version of a plugin.
+#[derive(Debug, Default)]
+pub(crate) struct CallStats {
+    /// Calls started.
+    pub calls: AtomicU64,
+    /// Calls that ended in a fault (trap, deadline, memory cap).
+    pub faults: AtomicU64,
+}
+
 /// A live call: the store and the instantiated driver.
 pub(crate) struct Call {
     pub store: wasmtime::Store<CallState>,
     pub driver: Driver,
     plugin: Arc<str>,
+    stats: Arc<CallStats>,
 }
 
 impl Call {
@@ -102,14 +133,22 @@ impl Call {
         engine: &Engine,
         pre: &DriverPre<CallState>,
         settings: &CallSettings,
+        stats: &Arc<CallStats>,
         progress: Arc<AtomicU64>,
     ) -> Result<Call, StoreError> {
+        stats.calls.fetch_add(1, Ordering::Relaxed);
         let plugin = settings.plugin.clone();
         let wasi = wasi_ctx(settings)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let state = CallState {
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp {
+                plugin: plugin.clone(),
+                hosts: settings.hosts.clone(),
+                timeout: settings.network_timeout,
+            },
             table,
             limiter: CallLimiter::new(settings.memory_bytes),
             watchdog: Watchdog {
@@ -142,6 +181,7 @@ impl Call {
                 store,
                 driver,
                 plugin,
+                stats: stats.clone(),
             }),
             Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
                 tracing::warn!(plugin = %plugin, error = %e, "no free plugin instance slot");
@@ -149,12 +189,16 @@ impl Call {
                     "too many concurrent store plugin calls".into(),
                 ))
             }
-            Err(e) => Err(fault(&plugin, store.data(), &e)),
+            Err(e) => {
+                stats.faults.fetch_add(1, Ordering::Relaxed);
+                Err(fault(&plugin, store.data(), &e))
+            }
         }
     }
 
     /// The `PluginFault` for an error that aborted this call (trap, deadline, memory cap).
     pub fn fault(&self, error: &wasmtime::Error) -> StoreError {
+        self.stats.faults.fetch_add(1, Ordering::Relaxed);
         fault(&self.plugin, self.store.data(), error)
     }
 }
@@ -187,8 +231,9 @@ fn fault(plugin: &Arc<str>, state: &CallState, error: &wasmtime::Error) -> Store
     }
 }
 
-/// Deny by default: no environment, no arguments, no stdin or stdout, no network; the
-/// granted directory (if any) and stderr, which goes to the log.
+/// Deny by default: no arguments, no stdin or stdout, no sockets; the environment holds the
+/// plugin's settings and nothing else, plus the granted directory (if any) and stderr, which
+/// goes to the log. Outgoing HTTP is checked per request (`outbound`).
 fn wasi_ctx(settings: &CallSettings) -> Result<WasiCtx, StoreError> {
     let mut builder = WasiCtxBuilder::new();
     builder
@@ -197,7 +242,8 @@ fn wasi_ctx(settings: &CallSettings) -> Result<WasiCtx, StoreError> {
         .stderr(GuestStderr(settings.plugin.clone()))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .envs(&settings.settings);
     if let Some(dir) = &settings.dir {
         builder
             .preopened_dir(dir, GUEST_DIR, FsPerms::ReadWrite)

@@ -15,6 +15,7 @@
 mod bindings;
 mod cache;
 mod call;
+mod outbound;
 mod streams;
 mod wasm_store;
 
@@ -29,11 +30,13 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use cache::ComponentCache;
 use call::{CallState, TICK};
 
-pub use wasm_store::WasmStore;
+pub use wasm_store::{PluginStatus, PluginVersion, STORE_WIT, WasmStore};
 
 /// The built-in file store component (`plugins/store-fs`), embedded in the binary so
 /// `glass serve` needs nothing else on disk.
 pub const STORE_FS: &[u8] = include_bytes!(env!("GLASS_STORE_FS_WASM"));
+/// The drivers built into the binary, by the name a configuration uses.
+pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[("store-fs", STORE_FS)];
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone)]
@@ -47,10 +50,10 @@ pub enum ComponentSource {
 impl ComponentSource {
     /// The built-in component called `name` (`"store-fs"`), if there is one.
     pub fn builtin(name: &str) -> Option<Self> {
-        match name {
-            "store-fs" => Some(Self::Bytes(STORE_FS)),
-            _ => None,
-        }
+        BUILTIN_DRIVERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| Self::Bytes(bytes))
     }
 
     /// A built-in name, or else a path to a component file.
@@ -58,7 +61,7 @@ impl ComponentSource {
         Self::builtin(value).unwrap_or_else(|| Self::Path(PathBuf::from(value)))
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Bytes(b) => format!("built-in component ({} bytes)", b.len()),
             Self::Path(p) => p.display().to_string(),
@@ -66,13 +69,19 @@ impl ComponentSource {
     }
 }
 
-/// What a plugin may reach. Everything not granted here is denied: no environment, no
-/// arguments, no network, no stdin/stdout (stderr goes to the log).
+/// What a plugin may reach. Everything not granted here is denied: no arguments, no
+/// sockets, no stdin/stdout (stderr goes to the log), no environment but its settings.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// A host directory the plugin may read and write (created if missing). It is the
     /// plugin's only preopened directory; it cannot reach anything outside it.
     pub dir: Option<PathBuf>,
+    /// Authorities (`host:port`; a bare host means its ports 80 and 443) the plugin may send
+    /// HTTP requests to through `wasi:http`. Empty: no network at all.
+    pub hosts: Vec<String>,
+    /// The plugin's settings (endpoint, bucket, credentials, …), given to it as its
+    /// environment (`wasi:cli/environment`), keys verbatim.
+    pub settings: Vec<(String, String)>,
 }
 
 /// Per-call limits of a plugin.
@@ -84,6 +93,9 @@ pub struct Limits {
     /// How long a call may run without moving a byte on its streams before it is stopped
     /// (see the `call` module: long transfers that keep moving are never cut).
     pub cpu_deadline: Duration,
+    /// Bound on each phase of an outgoing HTTP request: connecting, waiting for the first
+    /// byte of the response, and waiting between two chunks of it.
+    pub network_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -91,6 +103,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 << 20,
             cpu_deadline: Duration::from_secs(5),
+            network_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -179,6 +192,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI HTTP: {e}"))?;
         let cache = ComponentCache::new(config.cache_dir.clone(), &engine)?;
         let io = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.io_threads.max(1))

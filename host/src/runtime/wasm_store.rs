@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 use super::bindings::{Capabilities, StorePre as DriverPre, WitStoreError};
-use super::call::{Call, CallSettings, CallState};
+use super::call::{Call, CallSettings, CallState, CallStats};
 use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
 use super::{ComponentSource, Runtime, StoreSpec};
 use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
@@ -38,6 +38,8 @@ pub struct WasmStore {
     runtime: Runtime,
     plugin: Plugin,
     loaded: ArcSwap<Loaded>,
+    /// Versions replaced by `reload`, newest last: what `rollback` returns to.
+    previous: std::sync::Mutex<Vec<Arc<Loaded>>>,
 }
 
 /// One version of the plugin, pre-instantiated. Calls take a snapshot, so a reload never
@@ -47,6 +49,35 @@ struct Loaded {
     caps: Capabilities,
     info: StoreInfo,
     digest: String,
+    /// Where the component came from (a path, or "built-in").
+    source: String,
+    loaded_at: std::time::SystemTime,
+    stats: Arc<CallStats>,
+}
+
+/// The WIT package every store driver must export, as the status reports it.
+pub const STORE_WIT: &str = "glass:store@0.1.0";
+
+/// What `WasmStore::status` reports about one loaded version of a plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginVersion {
+    pub driver: String,
+    pub version: String,
+    pub wit: &'static str,
+    pub capabilities: Vec<&'static str>,
+    pub sha256: String,
+    pub source: String,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    pub calls: u64,
+    pub faults: u64,
+}
+
+/// A store plugin's status: the version serving now and those `rollback` can return to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStatus {
+    pub store: String,
+    pub current: PluginVersion,
+    pub previous: Vec<PluginVersion>,
 }
 
 /// What a call needs besides the snapshot; cheap to clone into a task.
@@ -72,7 +103,14 @@ impl Plugin {
     }
 
     async fn start(&self, loaded: &Loaded, progress: Arc<AtomicU64>) -> Result<Call, StoreError> {
-        Call::start(&self.engine, &loaded.pre, &self.settings, progress).await
+        Call::start(
+            &self.engine,
+            &loaded.pre,
+            &self.settings,
+            &loaded.stats,
+            progress,
+        )
+        .await
     }
 
     fn name(&self) -> &str {
@@ -87,6 +125,9 @@ impl WasmStore {
             settings: Arc::new(CallSettings {
                 plugin: spec.id.as_str().into(),
                 dir: spec.grants.dir.clone(),
+                hosts: spec.grants.hosts.clone().into(),
+                settings: spec.grants.settings.clone().into(),
+                network_timeout: spec.limits.network_timeout,
                 memory_bytes: spec.limits.memory_bytes,
                 deadline: spec.limits.cpu_deadline,
                 blocking_file_io: runtime.blocking_file_io(),
@@ -98,6 +139,7 @@ impl WasmStore {
             runtime,
             plugin,
             loaded: ArcSwap::from_pointee(loaded),
+            previous: Default::default(),
         }))
     }
 
@@ -114,10 +156,64 @@ impl WasmStore {
     /// Compiles `component` (or loads it from the cache) and swaps it in. Calls already
     /// running finish on the old version; calls starting afterwards use the new one. On
     /// error the old version keeps serving.
-    pub async fn reload(&self, component: ComponentSource) -> anyhow::Result<()> {
-        let loaded = prepare(&self.runtime, &self.plugin, &component).await?;
-        self.loaded.store(Arc::new(loaded));
-        Ok(())
+    ///
+    /// A component that does not fit is refused before it serves anything: it must export
+    /// the driver contract, import nothing the host lacks, need no network unless hosts are
+    /// granted, and keep the capabilities the store already relies on (read, and write if
+    /// the version serving now writes).
+    pub async fn reload(&self, component: ComponentSource) -> anyhow::Result<PluginStatus> {
+        let new = prepare(&self.runtime, &self.plugin, &component).await?;
+        let old = self.loaded.load_full();
+        let needs = old.caps
+            & (Capabilities::READ | Capabilities::WRITE | Capabilities::DELETE)
+            & !if old.caps.contains(Capabilities::READ_ONLY) {
+                Capabilities::WRITE | Capabilities::DELETE
+            } else {
+                Capabilities::empty()
+            };
+        let lacking = needs & !new.caps;
+        anyhow::ensure!(
+            lacking == Capabilities::empty()
+                && !(new.caps.contains(Capabilities::READ_ONLY) && old.info.can_write),
+            "store {}: {} {} lacks capabilities the store relies on: {}",
+            self.id(),
+            new.info.driver,
+            new.info.version,
+            capability_names(if lacking == Capabilities::empty() {
+                Capabilities::WRITE
+            } else {
+                lacking
+            })
+            .join(", ")
+        );
+        let mut previous = self.previous.lock().expect("plugin history lock");
+        previous.push(self.loaded.swap(Arc::new(new)));
+        tracing::info!(store = self.id(), sha256 = %self.digest(), "store plugin swapped in");
+        drop(previous);
+        Ok(self.status())
+    }
+
+    /// Puts back the version that the last `reload` replaced. Calls in flight finish on the
+    /// version they started with.
+    pub fn rollback(&self) -> anyhow::Result<PluginStatus> {
+        let mut previous = self.previous.lock().expect("plugin history lock");
+        let back = previous.pop().ok_or_else(|| {
+            anyhow::anyhow!("store {}: no earlier version to roll back to", self.id())
+        })?;
+        self.loaded.store(back);
+        drop(previous);
+        tracing::info!(store = self.id(), sha256 = %self.digest(), "store plugin rolled back");
+        Ok(self.status())
+    }
+
+    /// The version serving now, with its call counters, and the earlier versions.
+    pub fn status(&self) -> PluginStatus {
+        let previous = self.previous.lock().expect("plugin history lock");
+        PluginStatus {
+            store: self.id().to_owned(),
+            current: version_of(&self.loaded.load()),
+            previous: previous.iter().rev().map(|l| version_of(l)).collect(),
+        }
     }
 
     /// `add` with the image id passed as is, unchecked: what a buggy host would send. For
@@ -289,6 +385,54 @@ impl ImageStore for WasmStore {
     }
 }
 
+fn version_of(loaded: &Loaded) -> PluginVersion {
+    PluginVersion {
+        driver: loaded.info.driver.clone(),
+        version: loaded.info.version.clone(),
+        wit: STORE_WIT,
+        capabilities: capability_names(loaded.caps),
+        sha256: loaded.digest.clone(),
+        source: loaded.source.clone(),
+        loaded_at: loaded.loaded_at.into(),
+        calls: loaded.stats.calls.load(Ordering::Relaxed),
+        faults: loaded.stats.faults.load(Ordering::Relaxed),
+    }
+}
+
+fn capability_names(caps: Capabilities) -> Vec<&'static str> {
+    [
+        (Capabilities::READ, "read"),
+        (Capabilities::WRITE, "write"),
+        (Capabilities::DELETE, "delete"),
+        (Capabilities::RANGED_READS, "ranged-reads"),
+        (Capabilities::READ_ONLY, "read-only"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| caps.contains(*c))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// Refuses a component that needs outgoing HTTP when the store grants it no host: every
+/// call would fail, so it is better to say so when it is loaded.
+fn check_imports(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    component: &wasmtime::component::Component,
+) -> anyhow::Result<()> {
+    let ty = component.component_type();
+    let wants_http = ty
+        .imports(runtime.engine())
+        .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
+    anyhow::ensure!(
+        !wants_http || !plugin.settings.hosts.is_empty(),
+        "store {}: the component needs network access (it imports wasi:http/outgoing-handler) \
+         but the store grants it no hosts (set `hosts` in its configuration)",
+        plugin.name()
+    );
+    Ok(())
+}
+
 /// Compiles, pre-instantiates (which checks the component exports the contract and imports
 /// nothing the linker lacks) and asks the driver for its `info`.
 async fn prepare(
@@ -297,6 +441,7 @@ async fn prepare(
     source: &ComponentSource,
 ) -> anyhow::Result<Loaded> {
     let compiled = runtime.compile(source).await?;
+    check_imports(runtime, plugin, &compiled.component)?;
     let instance_pre = runtime
         .linker()
         .instantiate_pre(&compiled.component)
@@ -318,6 +463,9 @@ async fn prepare(
             ranged_reads: false,
         },
         digest: compiled.digest,
+        source: source.describe(),
+        loaded_at: std::time::SystemTime::now(),
+        stats: Default::default(),
     };
     let loaded = Arc::new(loaded);
     let (task_plugin, task_loaded) = (plugin.clone(), loaded.clone());

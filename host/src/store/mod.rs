@@ -2,13 +2,15 @@
 //! call. Implementations adapt WebAssembly store components (`runtime`); handlers never see
 //! wasmtime. Bytes move as async streams; hashing happens in the host, never in a store.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 use uuid::Uuid;
+
+use crate::config::StoreConfig;
+use crate::runtime::WasmStore;
 
 /// A stream of image bytes.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -84,33 +86,80 @@ pub trait ImageStore: Send + Sync + 'static {
     async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError>;
 }
 
-/// The stores a deployment has, by id, and the one new data goes to.
+/// One configured store: its driver and what `GET /v2/info/stores` says about it.
+pub struct StoreEntry {
+    pub id: String,
+    pub description: Option<String>,
+    pub weight: i64,
+    pub default: bool,
+    /// The configured driver: a built-in name or a component path.
+    pub driver: String,
+    pub store: Arc<dyn ImageStore>,
+    /// The same store as a plugin, for status, hot swap and rollback.
+    pub plugin: Arc<WasmStore>,
+}
+
+impl StoreEntry {
+    pub fn new(config: &StoreConfig, plugin: Arc<WasmStore>) -> Self {
+        StoreEntry {
+            id: config.id.clone(),
+            description: config.description.clone(),
+            weight: config.weight,
+            default: config.default,
+            driver: config.driver.clone(),
+            store: plugin.clone(),
+            plugin,
+        }
+    }
+}
+
+/// The stores a deployment has, in configuration order, and the one new data goes to.
 #[derive(Default)]
 pub struct StoreSet {
     default_id: Option<String>,
-    stores: HashMap<String, Arc<dyn ImageStore>>,
+    entries: Vec<StoreEntry>,
 }
 
 impl StoreSet {
     /// Adds a store; the first one added is the default until another is marked default.
-    pub fn insert(&mut self, id: &str, store: Arc<dyn ImageStore>, default: bool) {
-        if default || self.default_id.is_none() {
-            self.default_id = Some(id.to_string());
+    pub fn insert(&mut self, mut entry: StoreEntry) {
+        if entry.default || self.default_id.is_none() {
+            self.default_id = Some(entry.id.clone());
         }
-        self.stores.insert(id.to_string(), store);
+        self.entries.retain(|e| e.id != entry.id);
+        entry.default = false;
+        self.entries.push(entry);
+        let default_id = self.default_id.clone();
+        for e in &mut self.entries {
+            e.default = Some(&e.id) == default_id.as_ref();
+        }
     }
 
     /// The store id and store that new image data goes to, if any store is configured.
     pub fn default_store(&self) -> Option<(&str, &Arc<dyn ImageStore>)> {
         let id = self.default_id.as_deref()?;
-        Some((id, self.stores.get(id)?))
+        Some((id, self.get(id)?))
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<dyn ImageStore>> {
-        self.stores.get(id)
+        self.entry(id).map(|e| &e.store)
+    }
+
+    pub fn entry(&self, id: &str) -> Option<&StoreEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    /// Every store, in configuration order.
+    pub fn entries(&self) -> &[StoreEntry] {
+        &self.entries
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn ImageStore>)> {
-        self.stores.iter()
+        self.entries.iter().map(|e| (&e.id, &e.store))
+    }
+
+    /// The weight of a store (0 for an unknown one), to order an image's locations.
+    pub fn weight(&self, id: &str) -> i64 {
+        self.entry(id).map_or(0, |e| e.weight)
     }
 }
