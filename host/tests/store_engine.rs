@@ -46,6 +46,7 @@ fn limits(deadline_ms: u64) -> Limits {
     Limits {
         memory_bytes: 32 << 20,
         cpu_deadline: Duration::from_millis(deadline_ms),
+        ..Limits::default()
     }
 }
 
@@ -61,6 +62,7 @@ async fn load(
         component,
         grants: Grants {
             dir: dir.map(Path::to_path_buf),
+            ..Grants::default()
         },
         limits,
     })
@@ -820,6 +822,7 @@ async fn compiled_components_are_cached() {
         component: ComponentSource::builtin("store-fs").unwrap(),
         grants: Grants {
             dir: Some(images.path().to_path_buf()),
+            ..Grants::default()
         },
         limits: limits(2_000),
     };
@@ -903,6 +906,23 @@ async fn reload_swaps_the_component() {
     std::fs::write(&broken, b"\0asm not really").unwrap();
     assert!(store.reload(ComponentSource::Path(broken)).await.is_err());
     assert_eq!(store.info().driver, "store-fs");
+
+    // The status counts calls and faults per version and lists the version replaced.
+    let status = store.status();
+    assert_eq!(status.current.driver, "store-fs");
+    assert_eq!(status.current.wit, "glass:store@0.1.0");
+    assert!(status.current.capabilities.contains(&"write"));
+    assert_eq!(status.current.faults, 0);
+    assert!(status.current.calls >= 2, "{status:?}"); // info + add
+    assert_eq!(status.previous.len(), 1);
+    assert_eq!(status.previous[0].driver, "store-trap");
+    assert!(status.previous[0].faults >= 1, "{status:?}");
+
+    // Rollback returns to the replaced version; a second one has nothing to return to.
+    let back = store.rollback().unwrap();
+    assert_eq!(back.current.driver, "store-trap");
+    assert!(back.previous.is_empty());
+    assert!(store.rollback().is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -926,6 +946,7 @@ async fn bad_specs_are_refused() {
             limits: Limits {
                 memory_bytes: 1 << 40,
                 cpu_deadline: Duration::from_secs(1),
+                ..Limits::default()
             },
         })
         .await;
