@@ -33,6 +33,8 @@ pub enum ApiError {
     )]
     PatchMediaType(String),
     #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
     RangeNotSatisfiable(String),
     #[error("{0}")]
     Unavailable(String),
@@ -64,6 +66,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) | ApiError::PatchMediaType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -37,6 +37,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// List, hot-swap and roll back store driver components of a running server (admin).
+    Plugins {
+        /// The server's base URL.
+        #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
+        url: String,
+        #[command(subcommand)]
+        action: glass_host::plugins_cli::Action,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -63,11 +71,21 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Serve {
-        config,
-        listen,
-        data_dir,
-    } = cli.command;
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => serve(config, listen, data_dir).await,
+        Command::Plugins { url, action } => glass_host::plugins_cli::run(&url, action).await,
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut cfg = match &config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

@@ -2,6 +2,8 @@
 //! ([`TestServer`]), the real `glass` binary as a child process ([`GlassProcess`]), and a small
 //! HTTP client that speaks as a chosen project ([`Client`]).
 
+pub mod data;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 

@@ -3,39 +3,10 @@
 
 use std::time::Duration;
 
-use glass_tests::{Client, TestServer};
+use glass_tests::TestServer;
+use glass_tests::data::{new_image, pseudo_random, put_file};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-async fn new_image(client: &Client) -> String {
-    let image = client
-        .create_image(json!({"name": "data", "disk_format": "raw", "container_format": "bare"}))
-        .await;
-    image["id"].as_str().unwrap().to_string()
-}
-
-async fn put_file(client: &Client, id: &str, data: Vec<u8>) -> (u16, Value) {
-    let r = client
-        .request(Method::PUT, &format!("/v2/images/{id}/file"))
-        .header("Content-Type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await
-        .unwrap();
-    glass_tests::into_json(r).await
-}
 
 /// Files under the server's image directory (data and partials).
 fn stored_files(server: &TestServer) -> Vec<String> {

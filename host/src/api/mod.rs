@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, the version documents, the health check, request ids, and
 //! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
 
+pub mod plugins;
 pub mod v2;
 
 use axum::Router;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/versions", get(versions))
         .route("/healthcheck", get(healthcheck))
         .nest("/v2", v2::router())
+        .nest("/glass/v1", plugins::router())
         .fallback(not_found)
         .with_state(state);
     // The middleware wraps the whole router as one service, so it also sees what the router

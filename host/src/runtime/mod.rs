@@ -45,6 +45,8 @@ pub enum ComponentSource {
     Bytes(&'static [u8]),
     /// A component file (`.wasm`) on disk.
     Path(PathBuf),
+    /// Component bytes received at run time (a hot swap through the admin API).
+    Owned(Arc<[u8]>),
 }
 
 impl ComponentSource {
@@ -65,6 +67,7 @@ impl ComponentSource {
         match self {
             Self::Bytes(b) => format!("built-in component ({} bytes)", b.len()),
             Self::Path(p) => p.display().to_string(),
+            Self::Owned(b) => format!("uploaded component ({} bytes)", b.len()),
         }
     }
 }
@@ -256,6 +259,7 @@ impl Runtime {
                 ComponentSource::Path(p) => std::borrow::Cow::Owned(
                     std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
                 ),
+                ComponentSource::Owned(b) => std::borrow::Cow::Borrowed(&b[..]),
             };
             this.inner
                 .cache

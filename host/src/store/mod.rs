@@ -94,6 +94,8 @@ pub struct StoreEntry {
     pub default: bool,
     /// The configured driver: a built-in name or a component path.
     pub driver: String,
+    /// What `GET /v2/info/stores/detail` shows: the settings, except secrets.
+    pub properties: serde_json::Map<String, serde_json::Value>,
     pub store: Arc<dyn ImageStore>,
     /// The same store as a plugin, for status, hot swap and rollback.
     pub plugin: Arc<WasmStore>,
@@ -107,10 +109,30 @@ impl StoreEntry {
             weight: config.weight,
             default: config.default,
             driver: config.driver.clone(),
+            properties: public_properties(config),
             store: plugin.clone(),
             plugin,
         }
     }
+}
+
+/// A store's settings fit to show an admin: everything but credentials.
+fn public_properties(config: &StoreConfig) -> serde_json::Map<String, serde_json::Value> {
+    const SECRET_WORDS: &[&str] = &["key", "secret", "password", "token", "credential"];
+    let mut properties = serde_json::Map::new();
+    for (name, value) in &config.settings {
+        let lower = name.to_ascii_lowercase();
+        if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+            continue;
+        }
+        if let Ok(value) = serde_json::to_value(value) {
+            properties.insert(name.clone(), value);
+        }
+    }
+    if let Some(dir) = &config.directory {
+        properties.insert("directory".into(), dir.display().to_string().into());
+    }
+    properties
 }
 
 /// The stores a deployment has, in configuration order, and the one new data goes to.

@@ -1,22 +1,23 @@
-//! `PUT/GET /v2/images/{id}/file`: image bytes. Uploads stream from the request body through
-//! the host's parallel hashing into the default store's component; the image goes
-//! queued → saving → active, or back to queued if anything fails (including the client going
-//! away, via [`UploadGuard`]). Downloads stream from the store with single-range support.
+//! `PUT /v2/images/{id}/file`: image bytes in. Uploads stream from the request body through
+//! the host's parallel hashing into a store's component (the one `X-Image-Meta-Store` names,
+//! else the default); the image goes queued → saving → active, or back to queued if anything
+//! fails (including the client going away, via [`UploadGuard`]). Downloads are in
+//! `image_download`.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use glass_registry::{Image, ImageStatus, Location};
 use tokio::sync::mpsc;
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
-use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::access::{check_owner, modify_image, parse_image_id};
 use crate::api::media_type;
 use crate::error::ApiError;
 use crate::hashing::{Digests, ParallelHasher};
@@ -92,6 +93,58 @@ pub async fn revert_to_queued(state: &AppState, id: Uuid) -> Result<(), ApiError
     }
 }
 
+/// The store an upload goes to: the one named by `X-Image-Meta-Store`, else the default.
+/// An unknown store is a 400 and a read-only one a 410, as in Glance.
+fn target_store(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Arc<dyn ImageStore>), ApiError> {
+    let entry = match headers.get("x-image-meta-store") {
+        Some(v) => {
+            let name = v.to_str().unwrap_or_default().trim();
+            state.stores.entry(name).ok_or_else(|| {
+                ApiError::BadRequest(format!("Unknown scheme '{name}' found in URI"))
+            })?
+        }
+        None => {
+            let (id, _) = state
+                .stores
+                .default_store()
+                .ok_or_else(|| ApiError::Unavailable("No image store is configured.".into()))?;
+            state
+                .stores
+                .entry(id)
+                .expect("the default store is in the set")
+        }
+    };
+    if !entry.store.info().can_write {
+        return Err(ApiError::Gone(
+            "Error in store configuration. Adding images to store is disabled.".into(),
+        ));
+    }
+    Ok((entry.id.clone(), entry.store.clone()))
+}
+
+/// A store failure as the client sees it, naming the store.
+pub(crate) fn store_failure(store_id: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound | StoreError::Input(_) => store_error(e),
+        e => {
+            let message = format!("store {store_id}: {e}");
+            match e {
+                StoreError::Unavailable(_) | StoreError::AccessDenied(_) => {
+                    tracing::warn!(store = store_id, error = %e, "store unavailable");
+                    ApiError::Unavailable(message)
+                }
+                _ => {
+                    tracing::error!(store = store_id, error = %e, "store failure");
+                    ApiError::Internal(message)
+                }
+            }
+        }
+    }
+}
+
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Input(msg) => {
@@ -140,6 +193,7 @@ pub async fn upload(
     {
         return Err(size_mismatch(d, l));
     }
+    let (store_id, store) = target_store(&state, &headers)?;
     // queued → saving: of two concurrent uploads exactly one gets here.
     modify_image(&state, &who, id, |image| {
         check_owner(&who, image, "upload_image")?;
@@ -160,13 +214,6 @@ pub async fn upload(
         Ok(())
     })
     .await?;
-    let Some((store_id, store)) = state.stores.default_store() else {
-        revert_to_queued(&state, id).await?;
-        return Err(ApiError::Unavailable(
-            "No image store is configured.".into(),
-        ));
-    };
-    let (store_id, store) = (store_id.to_string(), store.clone());
     let guard = UploadGuard {
         state: state.clone(),
         store: store.clone(),
@@ -218,12 +265,12 @@ pub async fn upload(
                 ApiError::BadRequest(format!("Error reading the image data: {msg}"))
             }
             PumpError::StoreGone => match added {
-                Err(e) => store_error(e),
+                Err(e) => store_failure(&store_id, e),
                 Ok(_) => ApiError::Internal("store stopped reading early".into()),
             },
         });
     }
-    let stored = added.map_err(store_error)?;
+    let stored = added.map_err(|e| store_failure(&store_id, e))?;
     if let Some(d) = declared
         && d != digests.size
     {
@@ -305,112 +352,6 @@ fn size_mismatch(declared: u64, actual: u64) -> ApiError {
     ))
 }
 
-/// A parsed `Range: bytes=...` header against a known size.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    Full,
-    Part { start: u64, end: u64 },
-    Unsatisfiable,
-}
-
-fn parse_range(headers: &HeaderMap, size: u64) -> RangeRequest {
-    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeRequest::Full;
-    };
-    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Full;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Full; // several ranges: served whole, as the RFC allows
-    }
-    let Some((first, last)) = spec.split_once('-') else {
-        return RangeRequest::Full;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let parsed = match (first.parse::<u64>().ok(), last.parse::<u64>().ok()) {
-        (Some(s), Some(e)) if s <= e => Some((s, e.min(size.saturating_sub(1)))),
-        (Some(_), Some(_)) => return RangeRequest::Full, // invalid: ignore the header
-        (Some(s), None) if last.is_empty() => Some((s, size.saturating_sub(1))),
-        (None, Some(n)) if first.is_empty() => {
-            if n == 0 {
-                return RangeRequest::Unsatisfiable;
-            }
-            Some((size.saturating_sub(n), size.saturating_sub(1)))
-        }
-        _ => return RangeRequest::Full,
-    };
-    match parsed {
-        Some((start, end)) if start < size && start <= end => RangeRequest::Part { start, end },
-        _ => RangeRequest::Unsatisfiable,
-    }
-}
-
-pub async fn download(
-    State(state): State<AppState>,
-    who: Identity,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = parse_image_id(&id)?;
-    let image = visible_image(&state, &who, id).await?;
-    if image.status == ImageStatus::Deactivated && !who.is_admin() {
-        return Err(ApiError::Forbidden(
-            "The requested image has been deactivated. Image data download is forbidden.".into(),
-        ));
-    }
-    let (Some(size), Some(location)) = (image.size, image.locations.first()) else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    if !matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let store = state.stores.get(&location.store).ok_or_else(|| {
-        ApiError::Unavailable(format!("store {} is not configured", location.store))
-    })?;
-    let (status, start, len) = match parse_range(&headers, size) {
-        RangeRequest::Full => (StatusCode::OK, 0, size),
-        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        RangeRequest::Unsatisfiable => {
-            let mut r = ApiError::RangeNotSatisfiable(format!(
-                "Requested range not satisfiable for an image of {size} bytes"
-            ))
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return Ok(r);
-        }
-    };
-    let reader = store
-        .get(&location.url, start, Some(len))
-        .await
-        .map_err(store_error)?;
-    let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(
-        reader,
-        64 * 1024,
-    )));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(md5) = image
-        .checksum
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
-        h.insert("content-md5", md5);
-    }
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
-    Ok(response)
-}
-
 /// Deletes the bytes of an image that was just removed from the registry. Failures are
 /// logged, not returned: the image is gone either way (a retrying updater comes later).
 pub async fn delete_data(state: &AppState, image: &Image) {
@@ -444,41 +385,4 @@ pub async fn sweep_unfinished_uploads(state: &AppState) -> Result<(), ApiError> 
         tracing::warn!(image = %id, "unfinished upload from before the restart discarded");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(v: &str, size: u64) -> RangeRequest {
-        let mut h = HeaderMap::new();
-        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
-        parse_range(&h, size)
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(
-            range("bytes=0-15", 100),
-            RangeRequest::Part { start: 0, end: 15 }
-        );
-        assert_eq!(
-            range("bytes=90-", 100),
-            RangeRequest::Part { start: 90, end: 99 }
-        );
-        assert_eq!(
-            range("bytes=-10", 100),
-            RangeRequest::Part { start: 90, end: 99 }
-        );
-        assert_eq!(
-            range("bytes=50-500", 100),
-            RangeRequest::Part { start: 50, end: 99 }
-        );
-        assert_eq!(range("bytes=100-", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(range("bytes=-0", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(range("bytes=5-1", 100), RangeRequest::Full);
-        assert_eq!(range("bytes=0-1,5-6", 100), RangeRequest::Full);
-        assert_eq!(range("items=0-1", 100), RangeRequest::Full);
-        assert_eq!(parse_range(&HeaderMap::new(), 100), RangeRequest::Full);
-    }
 }

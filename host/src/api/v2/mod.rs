@@ -2,23 +2,32 @@
 
 mod access;
 pub mod image_data;
+pub mod image_download;
 pub mod image_list;
 pub mod image_view;
 pub mod images;
+pub mod info;
 pub mod members;
 pub mod patch;
 pub mod properties;
 pub mod schemas;
+pub mod stores;
 pub mod tags;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/schemas/{name}", get(schemas::show))
+        .route("/info/stores", get(info::stores))
+        .route("/info/stores/detail", get(info::stores_detail))
+        .route(
+            "/stores/{store_id}/{image_id}",
+            delete(stores::delete_from_store),
+        )
         .route("/images", get(image_list::list).post(images::create))
         .route(
             "/images/{id}",
@@ -28,7 +37,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/images/{id}/file",
-            put(image_data::upload).get(image_data::download),
+            put(image_data::upload).get(image_download::download),
         )
         .route("/images/{id}/actions/deactivate", post(images::deactivate))
         .route("/images/{id}/actions/reactivate", post(images::reactivate))

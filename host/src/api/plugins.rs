@@ -1,0 +1,116 @@
+//! Glass's own admin API for store driver components (not part of Glance's API, so it lives
+//! under `/glass/v1`): list what is loaded, hot-swap a store's component, roll back.
+//!
+//! - `GET  /glass/v1/plugins` — every store's status (driver, version, WIT, capabilities,
+//!   sha256, calls, faults) and the versions a rollback can return to.
+//! - `GET  /glass/v1/plugins/{store}` — one store's status.
+//! - `PUT  /glass/v1/plugins/{store}` — body: the new component (`application/wasm`). It is
+//!   compiled and checked off the request path; calls in flight finish on the old version,
+//!   new calls use the new one. Refused with 400 (and nothing changed) if it does not fit.
+//! - `POST /glass/v1/plugins/{store}/rollback` — back to the version the last swap replaced.
+//!
+//! Admin only. A swap lasts until the server restarts; the configuration decides what a
+//! restarted server loads.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::runtime::{ComponentSource, PluginStatus, WasmStore};
+use crate::state::AppState;
+
+/// Largest component accepted by `PUT`.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/plugins", get(list))
+        .route(
+            "/plugins/{store}",
+            get(show)
+                .put(load)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/plugins/{store}/rollback", post(rollback))
+}
+
+fn require_admin(who: &Identity) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Managing store plugins requires the admin role.".into(),
+        ))
+    }
+}
+
+fn plugin(state: &AppState, store: &str) -> Result<Arc<WasmStore>, ApiError> {
+    state
+        .stores
+        .entry(store)
+        .map(|e| e.plugin.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("No store with id {store} is configured.")))
+}
+
+fn body(status: PluginStatus) -> Json<Value> {
+    Json(json!({ "plugin": status }))
+}
+
+async fn list(State(state): State<AppState>, who: Identity) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    let plugins: Vec<PluginStatus> = state
+        .stores
+        .entries()
+        .iter()
+        .map(|e| e.plugin.status())
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(store): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    Ok(body(plugin(&state, &store)?.status()))
+}
+
+async fn load(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(store): Path<String>,
+    component: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    let plugin = plugin(&state, &store)?;
+    if component.is_empty() {
+        return Err(ApiError::BadRequest(
+            "The request body must be a WebAssembly component.".into(),
+        ));
+    }
+    let status = plugin
+        .reload(ComponentSource::Owned(component.to_vec().into()))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
+    Ok(body(status))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    who: Identity,
+    Path(store): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
+    let status = plugin(&state, &store)?
+        .rollback()
+        .map_err(|e| ApiError::Conflict(format!("{e:#}")))?;
+    Ok(body(status))
+}

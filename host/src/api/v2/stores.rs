@@ -1,0 +1,66 @@
+//! `DELETE /v2/stores/{store_id}/{image_id}`: removes one copy of an active image's data
+//! (Images API 2.10), with Glance's rules: the store must exist (409 otherwise), the image
+//! must be active, and its last copy cannot be removed this way (403: delete the image).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use glass_registry::ImageStatus;
+
+use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::image_data::store_failure;
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::state::AppState;
+
+pub async fn delete_from_store(
+    State(state): State<AppState>,
+    who: Identity,
+    Path((store_id, image_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let Some(store) = state.stores.get(&store_id).cloned() else {
+        return Err(ApiError::Conflict(format!(
+            "The selected store {store_id} is not available on this node."
+        )));
+    };
+    let id = parse_image_id(&image_id)
+        .map_err(|_| ApiError::NotFound(format!("Failed to find image {image_id}")))?;
+    let image = visible_image(&state, &who, id).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound(format!("Failed to find image {id}")),
+        e => e,
+    })?;
+    check_owner(&who, &image, "delete_image_location")?;
+    let mut removed = None;
+    modify_image(&state, &who, id, |image| {
+        if image.status != ImageStatus::Active {
+            return Err(ApiError::Conflict(
+                "It's not allowed to remove image data from store if image status is not 'active'"
+                    .into(),
+            ));
+        }
+        if image.locations.len() == 1 {
+            return Err(ApiError::Forbidden(
+                "Cannot delete image data from the only store containing it. Consider deleting \
+                 the image instead."
+                    .into(),
+            ));
+        }
+        let Some(pos) = image.locations.iter().position(|l| l.store == store_id) else {
+            return Err(ApiError::NotFound(format!(
+                "Image {id} is not stored in store {store_id}."
+            )));
+        };
+        removed = Some(image.locations.remove(pos));
+        Ok(())
+    })
+    .await?;
+    // The registry no longer points at the copy; remove its bytes. A failure leaves
+    // unreferenced data behind (logged), never a location without data.
+    if let Some(location) = removed
+        && let Err(e) = store.delete(&location.url).await
+    {
+        let e = store_failure(&store_id, e);
+        tracing::warn!(image = %id, store = %store_id, error = %e,
+            "data of a removed location could not be deleted");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
