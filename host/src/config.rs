@@ -248,6 +248,25 @@ mod tests {
     }
 
     #[test]
+    fn multi_store_example_parses() {
+        let text = include_str!("../../examples/multi-store.toml");
+        let config = Config::parse(text).expect("examples/multi-store.toml parses");
+        let ids: Vec<&str> = config.stores.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["fs", "s3", "swift", "web"]);
+        let swift = config.stores[2].settings_env().unwrap();
+        assert!(swift.contains(&("auth_version".into(), "1".into())), "{swift:?}");
+        assert!(swift.contains(&("create_container".into(), "true".into())));
+    }
+
+    #[test]
+    fn store_mistakes_are_named() {
+        let twice = "[[stores]]\nid = \"a\"\ndriver = \"store-fs\"\n[[stores]]\nid = \"a\"\ndriver = \"store-fs\"\n";
+        assert!(Config::parse(twice).unwrap_err().contains("appears twice"));
+        let nested = "[[stores]]\nid = \"a\"\ndriver = \"store-fs\"\n[stores.settings]\nx = [1]\n";
+        assert!(Config::parse(nested).unwrap_err().contains("settings.x"));
+    }
+
+    #[test]
     fn example_config_parses() {
         let text = include_str!("../../examples/glass.toml");
         let config = Config::parse(text).expect("examples/glass.toml parses");

@@ -4,6 +4,7 @@
 //! (status, hot swap, rollback).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use glass_host::config::StoreConfig;
 use glass_registry::Location;
@@ -291,4 +292,28 @@ async fn plugin_admin_api_lists_swaps_and_rolls_back() {
     .await;
     assert_eq!(status, 409);
     assert_eq!(admin.get_json("/glass/v1/plugins/nowhere").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_swap_under_load_fails_no_request() {
+    let server = two_stores().await;
+    let report = glass_tests::load::swap_under_load(
+        server.admin(),
+        "fast",
+        glass_host::runtime::STORE_FS.to_vec(),
+        4,
+        256 * 1024,
+        Duration::from_secs(8),
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    assert!(report.swaps >= 20, "{report:?}");
+    assert!(report.cycles >= 20, "{report:?}");
+    // Every swap and rollback was seen by the plugin: it ends on the configured version.
+    let (_, body) = server.admin().get_json("/glass/v1/plugins/fast").await;
+    assert!(
+        body["plugin"]["current"]["calls"].as_u64().unwrap() > 0,
+        "{body}"
+    );
 }
