@@ -254,7 +254,10 @@ mod tests {
         let ids: Vec<&str> = config.stores.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["fs", "s3", "swift", "web"]);
         let swift = config.stores[2].settings_env().unwrap();
-        assert!(swift.contains(&("auth_version".into(), "1".into())), "{swift:?}");
+        assert!(
+            swift.contains(&("auth_version".into(), "1".into())),
+            "{swift:?}"
+        );
         assert!(swift.contains(&("create_container".into(), "true".into())));
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod identity;
+pub mod metrics;
 pub mod plugins_cli;
 pub mod runtime;
 pub mod state;

@@ -1,10 +1,12 @@
-//! What every handler shares: the configuration, the registry and the image stores.
+//! What every handler shares: the configuration, the registry, the image stores and the
+//! metrics.
 
 use std::sync::Arc;
 
 use glass_registry::Registry;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::StoreSet;
 
 #[derive(Clone)]
@@ -12,14 +14,17 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<dyn Registry>,
     pub stores: Arc<StoreSet>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(config: Config, registry: Arc<dyn Registry>, stores: StoreSet) -> Self {
+        let stores = Arc::new(stores);
         AppState {
             config: Arc::new(config),
             registry,
-            stores: Arc::new(stores),
+            metrics: Arc::new(Metrics::new(stores.clone())),
+            stores,
         }
     }
 }

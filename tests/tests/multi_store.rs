@@ -317,3 +317,45 @@ async fn hot_swap_under_load_fails_no_request() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_bytes_per_store_and_plugin_calls() {
+    let server = two_stores().await;
+    let client = server.admin();
+    let id = new_image(&client).await;
+    assert_eq!(
+        put_file_to(&client, &id, Some("fast"), vec![7u8; 12_345])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(get_file(&client, &id).await.1.unwrap().len(), 12_345);
+    let r = client
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics")
+    );
+    let text = r.text().await.unwrap();
+    for expected in [
+        "glass_store_bytes_total{store=\"fast\",direction=\"in\"} 12345",
+        "glass_store_bytes_total{store=\"fast\",direction=\"out\"} 12345",
+        "glass_http_requests_total{method=\"PUT\",route=\"/v2/images/{id}/file\",status=\"204\"} 1",
+        "glass_http_request_duration_seconds_count{method=\"GET\",route=\"/v2/images/{id}/file\"} 1",
+        "glass_plugin_faults_total{store=\"fast\"} 0",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    let calls = text
+        .lines()
+        .find_map(|l| l.strip_prefix("glass_plugin_calls_total{store=\"fast\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert!(calls >= 3, "info + add + get: {calls}");
+}

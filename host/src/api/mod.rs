@@ -1,4 +1,5 @@
-//! The HTTP surface: the router, the version documents, the health check, request ids, and
+//! The HTTP surface: the router, the version documents, the health check, `/metrics`
+//! (and the per-route request counting behind it), request ids, and
 //! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
 
 pub mod plugins;
@@ -6,7 +7,7 @@ pub mod v2;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +69,37 @@ async fn healthcheck() -> &'static str {
     "OK"
 }
 
+/// Prometheus scrape endpoint (OpenMetrics text).
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts each routed request by method, route template and status, with its latency.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
@@ -95,8 +127,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(versions_root))
         .route("/versions", get(versions))
         .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
         .nest("/v2", v2::router())
         .nest("/glass/v1", plugins::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .with_state(state);
     // The middleware wraps the whole router as one service, so it also sees what the router

@@ -109,13 +109,55 @@ impl WasiHttpView for CallState {
     }
 }
 
-/// Counters of one loaded version of a plugin.
+/// Call counters: of one loaded version of a plugin, which also adds to its `parent` (the
+/// plugin's lifetime totals, which never go down across swaps and rollbacks).
 #[derive(Debug, Default)]
 pub(crate) struct CallStats {
     /// Calls started.
     pub calls: AtomicU64,
     /// Calls that ended in a fault (trap, deadline, memory cap).
     pub faults: AtomicU64,
+    /// Of the faults: calls stopped by the deadline.
+    pub deadline_hits: AtomicU64,
+    /// Of the faults: calls stopped by the memory cap.
+    pub memory_hits: AtomicU64,
+    pub parent: Option<Arc<CallStats>>,
+}
+
+/// Why a call failed, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    Deadline,
+    Memory,
+    Trap,
+}
+
+impl CallStats {
+    pub fn child_of(parent: &Arc<CallStats>) -> Self {
+        CallStats {
+            parent: Some(parent.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn record_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.record_call();
+        }
+    }
+
+    fn record_fault(&self, kind: FaultKind) {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            FaultKind::Deadline => self.deadline_hits.fetch_add(1, Ordering::Relaxed),
+            FaultKind::Memory => self.memory_hits.fetch_add(1, Ordering::Relaxed),
+            FaultKind::Trap => 0,
+        };
+        if let Some(p) = &self.parent {
+            p.record_fault(kind);
+        }
+    }
 }
 
 /// A live call: the store and the instantiated driver.
@@ -136,7 +178,7 @@ impl Call {
         stats: &Arc<CallStats>,
         progress: Arc<AtomicU64>,
     ) -> Result<Call, StoreError> {
-        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.record_call();
         let plugin = settings.plugin.clone();
         let wasi = wasi_ctx(settings)?;
         let mut table = ResourceTable::new();
@@ -189,41 +231,52 @@ impl Call {
                     "too many concurrent store plugin calls".into(),
                 ))
             }
-            Err(e) => {
-                stats.faults.fetch_add(1, Ordering::Relaxed);
-                Err(fault(&plugin, store.data(), &e))
-            }
+            Err(e) => Err(fault(&plugin, store.data(), stats, &e)),
         }
     }
 
     /// The `PluginFault` for an error that aborted this call (trap, deadline, memory cap).
     pub fn fault(&self, error: &wasmtime::Error) -> StoreError {
-        self.stats.faults.fetch_add(1, Ordering::Relaxed);
-        fault(&self.plugin, self.store.data(), error)
+        fault(&self.plugin, self.store.data(), &self.stats, error)
     }
 }
 
-/// Classifies and logs the failure of a call.
-fn fault(plugin: &Arc<str>, state: &CallState, error: &wasmtime::Error) -> StoreError {
-    let reason = if state.watchdog.expired {
-        format!(
-            "deadline: ran {} ms without moving any bytes",
-            state.watchdog.limit.as_millis()
+/// Classifies, counts and logs the failure of a call.
+fn fault(
+    plugin: &Arc<str>,
+    state: &CallState,
+    stats: &CallStats,
+    error: &wasmtime::Error,
+) -> StoreError {
+    let (kind, reason) = if state.watchdog.expired {
+        (
+            FaultKind::Deadline,
+            format!(
+                "deadline: ran {} ms without moving any bytes",
+                state.watchdog.limit.as_millis()
+            ),
         )
     } else if let Some(desired) = state.limiter.denied {
-        format!(
-            "memory: tried to grow linear memory to {desired} bytes, over the cap of {} bytes",
-            state.limiter.cap
+        (
+            FaultKind::Memory,
+            format!(
+                "memory: tried to grow linear memory to {desired} bytes, over the cap of {} bytes",
+                state.limiter.cap
+            ),
         )
     } else if let Some(trap) = error.downcast_ref::<Trap>() {
         let text = trap.to_string();
-        format!(
-            "trap: {}",
-            text.strip_prefix("wasm trap: ").unwrap_or(&text)
+        (
+            FaultKind::Trap,
+            format!(
+                "trap: {}",
+                text.strip_prefix("wasm trap: ").unwrap_or(&text)
+            ),
         )
     } else {
-        format!("trap: {error}")
+        (FaultKind::Trap, format!("trap: {error}"))
     };
+    stats.record_fault(kind);
     tracing::warn!(plugin = %plugin, %reason, error = ?error, "store plugin call failed");
     StoreError::PluginFault {
         plugin: plugin.to_string(),

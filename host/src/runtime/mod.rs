@@ -30,7 +30,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use cache::ComponentCache;
 use call::{CallState, TICK};
 
-pub use wasm_store::{PluginStatus, PluginVersion, STORE_WIT, WasmStore};
+pub use wasm_store::{PluginStatus, PluginTotals, PluginVersion, STORE_WIT, WasmStore};
 
 /// The built-in file store component (`plugins/store-fs`), embedded in the binary so
 /// `glass serve` needs nothing else on disk.

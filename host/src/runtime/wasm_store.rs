@@ -72,6 +72,15 @@ pub struct PluginVersion {
     pub faults: u64,
 }
 
+/// A store plugin's lifetime counters (see [`WasmStore::totals`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PluginTotals {
+    pub calls: u64,
+    pub faults: u64,
+    pub deadline_hits: u64,
+    pub memory_hits: u64,
+}
+
 /// A store plugin's status: the version serving now and those `rollback` can return to.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginStatus {
@@ -84,6 +93,8 @@ pub struct PluginStatus {
 #[derive(Clone)]
 struct Plugin {
     engine: Engine,
+    /// Lifetime counters of the store, over every version it ran.
+    totals: Arc<CallStats>,
     settings: Arc<CallSettings>,
     /// The runtime's plugin threads: every call runs there (see `RuntimeConfig::io_threads`).
     io: Handle,
@@ -122,6 +133,7 @@ impl WasmStore {
     pub(super) async fn load(runtime: Runtime, spec: StoreSpec) -> anyhow::Result<Arc<Self>> {
         let plugin = Plugin {
             engine: runtime.engine().clone(),
+            totals: Default::default(),
             settings: Arc::new(CallSettings {
                 plugin: spec.id.as_str().into(),
                 dir: spec.grants.dir.clone(),
@@ -204,6 +216,18 @@ impl WasmStore {
         drop(previous);
         tracing::info!(store = self.id(), sha256 = %self.digest(), "store plugin rolled back");
         Ok(self.status())
+    }
+
+    /// Calls, faults, deadline hits and memory-cap hits over the store's lifetime (every
+    /// version it ran): counters that never go down, for metrics.
+    pub fn totals(&self) -> PluginTotals {
+        let t = &self.plugin.totals;
+        PluginTotals {
+            calls: t.calls.load(Ordering::Relaxed),
+            faults: t.faults.load(Ordering::Relaxed),
+            deadline_hits: t.deadline_hits.load(Ordering::Relaxed),
+            memory_hits: t.memory_hits.load(Ordering::Relaxed),
+        }
     }
 
     /// The version serving now, with its call counters, and the earlier versions.
@@ -465,7 +489,7 @@ async fn prepare(
         digest: compiled.digest,
         source: source.describe(),
         loaded_at: std::time::SystemTime::now(),
-        stats: Default::default(),
+        stats: Arc::new(CallStats::child_of(&plugin.totals)),
     };
     let loaded = Arc::new(loaded);
     let (task_plugin, task_loaded) = (plugin.clone(), loaded.clone());

@@ -22,6 +22,7 @@ use crate::api::media_type;
 use crate::error::ApiError;
 use crate::hashing::{Digests, ParallelHasher};
 use crate::identity::Identity;
+use crate::metrics::Direction;
 use crate::state::AppState;
 use crate::store::{ImageStore, StoreError};
 
@@ -257,6 +258,9 @@ pub async fn upload(
     };
     let (pumped, added) = tokio::join!(pump, store.add(id, Box::pin(reader), declared));
     let digests = hasher.finish().await;
+    state
+        .metrics
+        .store_bytes(&store_id, Direction::In, digests.size);
     if let Err(problem) = pumped {
         return Err(match problem {
             PumpError::TooLarge(n) => too_large(n, cap),

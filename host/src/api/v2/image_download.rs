@@ -20,6 +20,7 @@ use super::access::{parse_image_id, visible_image};
 use super::image_data::store_failure;
 use crate::error::ApiError;
 use crate::identity::Identity;
+use crate::metrics::{Direction, Metrics};
 use crate::state::AppState;
 use crate::store::{ByteReader, ImageStore};
 
@@ -62,6 +63,7 @@ pub async fn download(
         }
     };
     let mut transfer = Transfer {
+        metrics: state.metrics.clone(),
         sources: sources(&state, &image),
         next: 0,
         reader: None,
@@ -137,6 +139,7 @@ fn sources(state: &AppState, image: &Image) -> Vec<Source> {
 
 /// The state of one download: where the next byte comes from and how many are still due.
 struct Transfer {
+    metrics: Arc<Metrics>,
     sources: Vec<Source>,
     /// Index of the next source to try.
     next: usize,
@@ -190,6 +193,9 @@ impl Transfer {
                     }
                     self.offset += chunk.len() as u64;
                     self.remaining -= chunk.len() as u64;
+                    let store = &self.sources[self.next - 1].store_id;
+                    self.metrics
+                        .store_bytes(store, Direction::Out, chunk.len() as u64);
                     return Some(Ok(chunk));
                 }
                 Some(Err(e)) => e.to_string(),

@@ -1,0 +1,172 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text): requests by route, method and
+//! status with their latency, image bytes in and out per store, and each store plugin's
+//! lifetime calls, faults, deadline hits and memory-cap hits (read from the plugins at scrape
+//! time, so they never go down across hot swaps and rollbacks).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::StoreSet;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Picks one counter out of a plugin's totals.
+type TotalOf = fn(&crate::runtime::PluginTotals) -> u64;
+
+/// Which way image bytes moved through a store.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Uploaded into the store.
+    In,
+    /// Read out of the store for a download.
+    Out,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    store_bytes: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~100 s.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 11))
+}
+
+impl Metrics {
+    pub fn new(stores: Arc<StoreSet>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        let latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let store_bytes = Family::<Labels, Counter>::default();
+        registry.register(
+            "glass_http_requests",
+            "HTTP requests answered, by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "glass_http_request_duration_seconds",
+            "Time to the response head, by method and route",
+            latency.clone(),
+        );
+        registry.register(
+            "glass_store_bytes",
+            "Image bytes moved through each store (direction: in = upload, out = download)",
+            store_bytes.clone(),
+        );
+        registry.register_collector(Box::new(PluginCollector { stores }));
+        Metrics {
+            registry,
+            requests,
+            latency,
+            store_bytes,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+            ])
+            .observe(seconds);
+    }
+
+    /// Counts image bytes moved through `store`.
+    pub fn store_bytes(&self, store: &str, direction: Direction, bytes: u64) {
+        let direction = match direction {
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        self.store_bytes
+            .get_or_create(&vec![
+                ("store", store.to_owned()),
+                ("direction", direction.to_owned()),
+            ])
+            .inc_by(bytes);
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Reads each store plugin's lifetime counters at scrape time.
+#[derive(Debug)]
+struct PluginCollector {
+    stores: Arc<StoreSet>,
+}
+
+impl std::fmt::Debug for StoreSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries().iter().map(|e| &e.id))
+            .finish()
+    }
+}
+
+impl Collector for PluginCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals: Vec<_> = self
+            .stores
+            .entries()
+            .iter()
+            .map(|e| (e.id.clone(), e.plugin.totals()))
+            .collect();
+        let series: [(&str, &str, TotalOf); 4] = [
+            ("glass_plugin_calls", "Store plugin calls started", |t| {
+                t.calls
+            }),
+            (
+                "glass_plugin_faults",
+                "Store plugin calls that trapped, hit the deadline or the memory cap",
+                |t| t.faults,
+            ),
+            (
+                "glass_plugin_deadline_hits",
+                "Store plugin calls stopped by the CPU deadline",
+                |t| t.deadline_hits,
+            ),
+            (
+                "glass_plugin_memory_hits",
+                "Store plugin calls stopped by the memory cap",
+                |t| t.memory_hits,
+            ),
+        ];
+        for (name, help, value) in series {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (store, t) in &totals {
+                let labels = vec![("store", store.clone())];
+                ConstCounter::new(value(t)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
