@@ -267,3 +267,48 @@ async fn kill_9_during_upload_then_restart_sweeps_partial_data() {
     );
     glass.stop().await;
 }
+
+/// `glass plugins …` against the real binary: list, load a component file, roll back, and a
+/// refused load that leaves the serving version in place.
+#[tokio::test]
+async fn plugins_cli_lists_loads_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let glass = GlassProcess::start(dir.path(), None).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(glass_binary())
+            .arg("plugins")
+            .arg("--url")
+            .arg(&glass.url)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = cli(&["list"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("fs") && stdout.contains("store-fs"), "{stdout}");
+    assert!(stdout.contains("glass:store@0.1.0"), "{stdout}");
+
+    let component = dir.path().join("store-fs.wasm");
+    std::fs::write(&component, glass_host::runtime::STORE_FS).unwrap();
+    let (ok, stdout, stderr) = cli(&["load", "fs", component.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 earlier version"), "{stdout}");
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component").unwrap();
+    let (ok, _, stderr) = cli(&["load", "fs", junk.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("400"), "{stderr}");
+
+    let (ok, stdout, stderr) = cli(&["rollback", "fs"]);
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains("earlier version"), "{stdout}");
+    let (ok, _, stderr) = cli(&["rollback", "fs"]);
+    assert!(!ok && stderr.contains("409"), "{stderr}");
+    glass.stop().await;
+}
