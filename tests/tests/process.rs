@@ -290,7 +290,10 @@ async fn plugins_cli_lists_loads_and_rolls_back() {
     };
     let (ok, stdout, stderr) = cli(&["list"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("fs") && stdout.contains("store-fs"), "{stdout}");
+    assert!(
+        stdout.contains("fs") && stdout.contains("store-fs"),
+        "{stdout}"
+    );
     assert!(stdout.contains("glass:store@0.1.0"), "{stdout}");
 
     let component = dir.path().join("store-fs.wasm");
