@@ -53,6 +53,29 @@ pub struct Config {
     /// Image stores. With none configured, one file store (`store-fs`) keeps images in
     /// `<data_dir>/images`.
     pub stores: Vec<StoreConfig>,
+    /// The background data auditor.
+    pub auditor: AuditorConfig,
+}
+
+/// `[auditor]`: re-reads every stored copy and checks it against its recorded digest.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditorConfig {
+    pub enabled: bool,
+    /// Seconds from the start of one pass to the start of the next.
+    pub interval_s: u64,
+    /// Read rate cap, MiB/s, so audits never crowd out downloads (0: no cap).
+    pub rate_mb_s: u64,
+}
+
+impl Default for AuditorConfig {
+    fn default() -> Self {
+        AuditorConfig {
+            enabled: false,
+            interval_s: 24 * 3600,
+            rate_mb_s: 50,
+        }
+    }
 }
 
 /// One image store: a driver component and what it is granted.
@@ -165,6 +188,7 @@ impl Default for Config {
             image_property_quota: 128,
             image_member_quota: 128,
             stores: Vec::new(),
+            auditor: AuditorConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod hashing;
 pub mod identity;
 pub mod metrics;
+pub mod periodic;
 pub mod plugins_cli;
 pub mod runtime;
 pub mod state;
@@ -63,6 +64,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     }
     let state = AppState::new(config, Arc::new(registry), stores);
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;
+    periodic::spawn(&state);
     Ok(state)
 }
 

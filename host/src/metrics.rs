@@ -1,5 +1,5 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text): requests by route, method and
-//! status with their latency, image bytes in and out per store, and each store plugin's
+//! status with their latency, image bytes in and out per store, auditor verdicts, and each store plugin's
 //! lifetime calls, faults, deadline hits and memory-cap hits (read from the plugins at scrape
 //! time, so they never go down across hot swaps and rollbacks).
 
@@ -29,8 +29,33 @@ pub enum Direction {
     Out,
 }
 
+/// An auditor's verdict on one stored copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditVerdict {
+    Ok,
+    /// Bytes differ from what was recorded (digest or size).
+    Corrupt,
+    /// The store has no data at the location.
+    Missing,
+    /// The store failed to deliver the bytes.
+    Unreadable,
+}
+
+impl AuditVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditVerdict::Ok => "ok",
+            AuditVerdict::Corrupt => "corrupt",
+            AuditVerdict::Missing => "missing",
+            AuditVerdict::Unreadable => "unreadable",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    audits: Family<Labels, Counter>,
+    audit_bytes: Counter,
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     store_bytes: Family<Labels, Counter>,
@@ -69,9 +94,23 @@ impl Metrics {
             "Image bytes moved through each store (direction: in = upload, out = download)",
             store_bytes.clone(),
         );
+        let audits = Family::<Labels, Counter>::default();
+        let audit_bytes = Counter::default();
+        registry.register(
+            "glass_audit_copies",
+            "Stored copies the auditor checked, by store and verdict (ok, corrupt, missing, unreadable)",
+            audits.clone(),
+        );
+        registry.register(
+            "glass_audit_bytes",
+            "Bytes the auditor re-read",
+            audit_bytes.clone(),
+        );
         registry.register_collector(Box::new(PluginCollector { stores }));
         Metrics {
             registry,
+            audits,
+            audit_bytes,
             requests,
             latency,
             store_bytes,
@@ -107,6 +146,20 @@ impl Metrics {
                 ("direction", direction.to_owned()),
             ])
             .inc_by(bytes);
+    }
+
+    /// Counts one audited copy.
+    pub fn audit_verdict(&self, store: &str, verdict: AuditVerdict) {
+        self.audits
+            .get_or_create(&vec![
+                ("store", store.to_owned()),
+                ("verdict", verdict.as_str().to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn audit_bytes(&self, bytes: u64) {
+        self.audit_bytes.inc_by(bytes);
     }
 
     /// The exposition text.

@@ -2,6 +2,7 @@
 //! (and the per-route request counting behind it), request ids, and
 //! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
 
+pub mod audit;
 pub mod plugins;
 pub mod v2;
 
@@ -129,7 +130,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(healthcheck))
         .route("/metrics", get(metrics))
         .nest("/v2", v2::router())
-        .nest("/glass/v1", plugins::router())
+        .nest("/glass/v1", plugins::router().merge(audit::router()))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .with_state(state);

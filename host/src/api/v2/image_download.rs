@@ -21,6 +21,7 @@ use super::image_data::store_failure;
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::metrics::{Direction, Metrics};
+use crate::periodic::auditor::marked_bad;
 use crate::state::AppState;
 use crate::store::{ByteReader, ImageStore};
 
@@ -116,11 +117,13 @@ struct Source {
 }
 
 /// The image's locations in configured stores, highest store weight first (stable, so equal
-/// weights keep the order the locations were added in).
+/// weights keep the order the locations were added in). Copies the auditor marked bad are
+/// never served.
 fn sources(state: &AppState, image: &Image) -> Vec<Source> {
     let mut sources: Vec<(i64, Source)> = image
         .locations
         .iter()
+        .filter(|l| !marked_bad(l))
         .filter_map(|l| {
             let store = state.stores.get(&l.store)?;
             Some((
@@ -155,7 +158,7 @@ impl Transfer {
     /// one tried if none does.
     async fn open(&mut self) -> Result<(), ApiError> {
         let mut last = ApiError::Unavailable(format!(
-            "No configured store holds the data of image {}",
+            "No configured store holds a good copy of the data of image {}",
             self.image
         ));
         while let Some(source) = self.sources.get(self.next) {

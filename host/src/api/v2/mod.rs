@@ -1,6 +1,6 @@
 //! Images API v2: one module per resource; this file only routes.
 
-mod access;
+pub(crate) mod access;
 pub mod image_data;
 pub mod image_download;
 pub mod image_list;
