@@ -9,6 +9,7 @@ pub mod identity;
 pub mod metrics;
 pub mod periodic;
 pub mod plugins_cli;
+pub mod replicate;
 pub mod runtime;
 pub mod state;
 pub mod store;

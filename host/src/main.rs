@@ -37,6 +37,17 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Copy images (metadata and data) between Images API v2 services (Glass or Glance).
+    Replicate {
+        /// X-Auth-Token for the source, if it needs one.
+        #[arg(long, env = "GLASS_SOURCE_TOKEN", global = true)]
+        source_token: Option<String>,
+        /// X-Auth-Token for the target, if it needs one.
+        #[arg(long, env = "GLASS_TARGET_TOKEN", global = true)]
+        target_token: Option<String>,
+        #[command(subcommand)]
+        action: glass_host::replicate::Action,
+    },
     /// List, hot-swap and roll back store driver components of a running server (admin).
     Plugins {
         /// The server's base URL.
@@ -78,6 +89,17 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
         } => serve(config, listen, data_dir).await,
         Command::Plugins { url, action } => glass_host::plugins_cli::run(&url, action).await,
+        Command::Replicate {
+            source_token,
+            target_token,
+            action,
+        } => {
+            let tokens = glass_host::replicate::Tokens {
+                source: source_token,
+                target: target_token,
+            };
+            glass_host::replicate::run(action, tokens).await
+        }
     }
 }
 
