@@ -98,7 +98,7 @@ async fn glass_to_glass_livecopy_compare_dump_and_load() {
             .bytes()
             .await
             .unwrap();
-        assert!(&body[..] == &data[..], "data of {id}");
+        assert!(body[..] == data[..], "data of {id}");
     }
     let (_, copy) = target.get_json(&format!("/v2/images/{}", made[0].0)).await;
     assert_eq!(copy["hw_disk_bus"], "virtio");
