@@ -55,6 +55,35 @@ pub struct Config {
     pub stores: Vec<StoreConfig>,
     /// The background data auditor.
     pub auditor: AuditorConfig,
+    /// The local cache of images held in remote stores.
+    pub image_cache: ImageCacheConfig,
+}
+
+/// `[image_cache]`: a local copy of images whose data lives in a remote store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageCacheConfig {
+    pub enabled: bool,
+    /// Relative paths are under `data_dir`.
+    pub directory: PathBuf,
+    /// The pruner keeps the cache under this size (least recently used go first).
+    pub max_size_mb: u64,
+    /// A fill unfinished for this long is removed by the cleaner.
+    pub stall_time_s: u64,
+    /// How often the prefetcher, pruner and cleaner run.
+    pub interval_s: u64,
+}
+
+impl Default for ImageCacheConfig {
+    fn default() -> Self {
+        ImageCacheConfig {
+            enabled: true,
+            directory: PathBuf::from("image-cache"),
+            max_size_mb: 10 * 1024,
+            stall_time_s: 24 * 3600,
+            interval_s: 60,
+        }
+    }
 }
 
 /// `[auditor]`: re-reads every stored copy and checks it against its recorded digest.
@@ -116,6 +145,10 @@ pub struct StoreConfig {
     /// bytes), in milliseconds.
     #[serde(default = "default_network_timeout_ms")]
     pub network_timeout_ms: u64,
+    /// Keep a local copy of downloaded images (`[image_cache]`). Default: on for every driver
+    /// but the local `store-fs`.
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 fn default_network_timeout_ms() -> u64 {
@@ -145,7 +178,13 @@ impl StoreConfig {
             memory_limit_mb: default_memory_mb(),
             cpu_deadline_ms: default_deadline_ms(),
             network_timeout_ms: default_network_timeout_ms(),
+            cache: None,
         }
+    }
+
+    /// Whether downloads from this store are cached.
+    pub fn cacheable(&self) -> bool {
+        self.cache.unwrap_or(self.driver != "store-fs")
     }
 
     /// The settings as the driver's environment: strings verbatim, numbers and booleans in
@@ -189,6 +228,7 @@ impl Default for Config {
             image_member_quota: 128,
             stores: Vec::new(),
             auditor: AuditorConfig::default(),
+            image_cache: ImageCacheConfig::default(),
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The Glass host: the Images API v2 over HTTP on top of the metadata registry.
 //! `app` builds the router; `serve` runs it on a listener until shutdown.
 
+pub mod admin_cli;
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod identity;
 pub mod metrics;
 pub mod periodic;
-pub mod plugins_cli;
 pub mod replicate;
 pub mod runtime;
 pub mod state;
@@ -63,7 +64,18 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading store {}", spec.id))?;
         stores.insert(StoreEntry::new(&spec, store));
     }
-    let state = AppState::new(config, Arc::new(registry), stores);
+    let cache = match config.image_cache.enabled {
+        true => Some(Arc::new(
+            cache::ImageCache::open(
+                config.data_dir.join(&config.image_cache.directory),
+                &config.image_cache,
+            )
+            .context("opening the image cache")?,
+        )),
+        false => None,
+    };
+    let mut state = AppState::new(config, Arc::new(registry), stores);
+    state.cache = cache;
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;
     periodic::spawn(&state);
     Ok(state)

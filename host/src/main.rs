@@ -54,7 +54,15 @@ enum Command {
         #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
         url: String,
         #[command(subcommand)]
-        action: glass_host::plugins_cli::Action,
+        action: glass_host::admin_cli::Action,
+    },
+    /// The image cache of a running server (admin): list, queue, delete, clear, prune, clean.
+    Cache {
+        /// The server's base URL.
+        #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
+        url: String,
+        #[command(subcommand)]
+        action: glass_host::admin_cli::CacheAction,
     },
 }
 
@@ -88,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
         } => serve(config, listen, data_dir).await,
-        Command::Plugins { url, action } => glass_host::plugins_cli::run(&url, action).await,
+        Command::Plugins { url, action } => glass_host::admin_cli::plugins(&url, action).await,
+        Command::Cache { url, action } => glass_host::admin_cli::cache(&url, action).await,
         Command::Replicate {
             source_token,
             target_token,

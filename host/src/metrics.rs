@@ -52,8 +52,16 @@ impl AuditVerdict {
     }
 }
 
+/// What the image cache did for a download.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheEvent {
+    Hit,
+    Miss,
+}
+
 pub struct Metrics {
     registry: Registry,
+    cache: Family<Labels, Counter>,
     audits: Family<Labels, Counter>,
     audit_bytes: Counter,
     requests: Family<Labels, Counter>,
@@ -94,6 +102,12 @@ impl Metrics {
             "Image bytes moved through each store (direction: in = upload, out = download)",
             store_bytes.clone(),
         );
+        let cache = Family::<Labels, Counter>::default();
+        registry.register(
+            "glass_cache_downloads",
+            "Downloads of images in cached stores, by result (hit: served from the image cache)",
+            cache.clone(),
+        );
         let audits = Family::<Labels, Counter>::default();
         let audit_bytes = Counter::default();
         registry.register(
@@ -109,6 +123,7 @@ impl Metrics {
         registry.register_collector(Box::new(PluginCollector { stores }));
         Metrics {
             registry,
+            cache,
             audits,
             audit_bytes,
             requests,
@@ -146,6 +161,16 @@ impl Metrics {
                 ("direction", direction.to_owned()),
             ])
             .inc_by(bytes);
+    }
+
+    pub fn cache_event(&self, event: CacheEvent) {
+        let result = match event {
+            CacheEvent::Hit => "hit",
+            CacheEvent::Miss => "miss",
+        };
+        self.cache
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
     }
 
     /// Counts one audited copy.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use glass_registry::Registry;
 
+use crate::cache::ImageCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::StoreSet;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub registry: Arc<dyn Registry>,
     pub stores: Arc<StoreSet>,
     pub metrics: Arc<Metrics>,
+    /// The image cache, when enabled.
+    pub cache: Option<Arc<ImageCache>>,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             registry,
             metrics: Arc::new(Metrics::new(stores.clone())),
             stores,
+            cache: None,
         }
     }
 }

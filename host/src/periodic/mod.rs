@@ -1,5 +1,6 @@
-//! Background work that runs beside the API: for now the data auditor (`auditor`), on a
-//! timer set in the configuration's `[auditor]` section (off unless enabled).
+//! Background work that runs beside the API: the data auditor (`auditor`, on the timer of
+//! `[auditor]`, off unless enabled) and the image cache's prefetcher, pruner and cleaner
+//! (every `[image_cache] interval_s` while the cache is on).
 
 pub mod auditor;
 
@@ -9,6 +10,20 @@ use crate::state::AppState;
 
 /// Starts the enabled periodic tasks; they stop when the runtime does.
 pub fn spawn(state: &AppState) {
+    if let Some(cache) = state.cache.clone() {
+        let state = state.clone();
+        let every = Duration::from_secs(state.config.image_cache.interval_s.max(1));
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                prefetch_queued(&state, &cache).await;
+                crate::api::v2::cache::clean_cache(&state, &cache).await;
+                cache.prune();
+            }
+        });
+    }
     let audit = state.config.auditor.clone();
     if audit.enabled {
         let state = state.clone();
@@ -23,5 +38,33 @@ pub fn spawn(state: &AppState) {
                 }
             }
         });
+    }
+}
+
+/// Fills the cache with every queued image (each leaves the queue once cached, or if it is
+/// gone or not active).
+pub async fn prefetch_queued(state: &AppState, cache: &crate::cache::ImageCache) {
+    for id in cache.queued() {
+        let image = match state.registry.get_image(id).await {
+            Ok(Some(image)) => image,
+            Ok(None) => {
+                cache.dequeue(id);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(image = %id, error = %e, "prefetch: reading the image failed");
+                continue;
+            }
+        };
+        match crate::api::v2::image_download::prefetch(state, &image).await {
+            Ok(true) => tracing::info!(image = %id, "prefetched into the image cache"),
+            Ok(false) => {
+                if cache.entry(id).is_some() || image.status != glass_registry::ImageStatus::Active
+                {
+                    cache.dequeue(id);
+                }
+            }
+            Err(e) => tracing::warn!(image = %id, error = %e, "prefetch failed; will retry"),
+        }
     }
 }

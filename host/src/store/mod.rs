@@ -92,6 +92,8 @@ pub struct StoreEntry {
     pub description: Option<String>,
     pub weight: i64,
     pub default: bool,
+    /// Downloads from this store go through the image cache.
+    pub cacheable: bool,
     /// The configured driver: a built-in name or a component path.
     pub driver: String,
     /// What `GET /v2/info/stores/detail` shows: the settings, except secrets.
@@ -108,6 +110,7 @@ impl StoreEntry {
             description: config.description.clone(),
             weight: config.weight,
             default: config.default,
+            cacheable: config.cacheable(),
             driver: config.driver.clone(),
             properties: public_properties(config),
             store: plugin.clone(),

@@ -14,13 +14,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use glass_registry::{Image, ImageStatus};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::access::{parse_image_id, visible_image};
 use super::image_data::store_failure;
+use crate::cache::{Filler, ImageCache};
 use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::metrics::{Direction, Metrics};
+use crate::metrics::{CacheEvent, Direction, Metrics};
 use crate::periodic::auditor::marked_bad;
 use crate::state::AppState;
 use crate::store::{ByteReader, ImageStore};
@@ -63,6 +65,32 @@ pub async fn download(
             return Ok(r);
         }
     };
+    let mut cache_header = None;
+    let mut fill = None;
+    if let Some(cache) = cache_for(&state, &image) {
+        if let Some(file) = cache.open_for(image.id, size, image.checksum.as_deref()) {
+            state.metrics.cache_event(CacheEvent::Hit);
+            let mut file = tokio::fs::File::from_std(file);
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading the image cache: {e}")))?;
+            let body = Body::from_stream(ReaderStream::with_capacity(file.take(len), CHUNK));
+            return Ok(data_response(
+                body,
+                status,
+                start,
+                len,
+                size,
+                &image,
+                Some("hit"),
+            ));
+        }
+        state.metrics.cache_event(CacheEvent::Miss);
+        cache_header = Some("miss");
+        if status == StatusCode::OK {
+            fill = Fill::start(cache, &image).await;
+        }
+    }
     let mut transfer = Transfer {
         metrics: state.metrics.clone(),
         sources: sources(&state, &image),
@@ -71,6 +99,8 @@ pub async fn download(
         image: image.id.to_string(),
         offset: start,
         remaining: len,
+        fill,
+        filled: false,
     };
     match transfer.open().await {
         // Glance answers 204 when the store has no data for an active image.
@@ -86,7 +116,30 @@ pub async fn download(
         }
         None => None,
     };
-    let mut response = Response::new(Body::from_stream(transfer.into_stream(first)));
+    let body = Body::from_stream(transfer.into_stream(first));
+    Ok(data_response(
+        body,
+        status,
+        start,
+        len,
+        size,
+        &image,
+        cache_header,
+    ))
+}
+
+/// The response head of a download: type, length, md5, range, and whether the cache served
+/// it (`x-glass-cache: hit|miss`, for images of cached stores).
+fn data_response(
+    body: Body,
+    status: StatusCode,
+    start: u64,
+    len: u64,
+    size: u64,
+    image: &Image,
+    cache: Option<&'static str>,
+) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(
@@ -106,7 +159,71 @@ pub async fn download(
     {
         h.insert(header::CONTENT_RANGE, v);
     }
-    Ok(response)
+    if let Some(cache) = cache {
+        h.insert("x-glass-cache", HeaderValue::from_static(cache));
+    }
+    response
+}
+
+/// The cache, if it is on and the image has a copy in a cached store.
+fn cache_for(state: &AppState, image: &Image) -> Option<Arc<ImageCache>> {
+    let cached_store = image
+        .locations
+        .iter()
+        .any(|l| state.stores.entry(&l.store).is_some_and(|e| e.cacheable));
+    state.cache.clone().filter(|_| cached_store)
+}
+
+/// Fills the cache with an active image from its store (the prefetcher), unless it is
+/// cached or being filled already. True when an entry was written.
+pub async fn prefetch(state: &AppState, image: &Image) -> Result<bool, ApiError> {
+    let Some(cache) = cache_for(state, image) else {
+        return Ok(false);
+    };
+    let (Some(size), ImageStatus::Active) = (image.size, image.status) else {
+        return Ok(false);
+    };
+    let Some(fill) = Fill::start(cache, image).await else {
+        return Ok(false);
+    };
+    let mut transfer = Transfer {
+        metrics: state.metrics.clone(),
+        sources: sources(state, image),
+        next: 0,
+        reader: None,
+        image: image.id.to_string(),
+        offset: 0,
+        remaining: size,
+        fill: Some(fill),
+        filled: false,
+    };
+    transfer.open().await?;
+    while let Some(chunk) = transfer.next_chunk().await {
+        chunk.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
+    Ok(transfer.filled)
+}
+
+/// A cache fill riding along a full read.
+struct Fill {
+    cache: Arc<ImageCache>,
+    filler: Filler,
+    size: u64,
+    checksum: Option<String>,
+    blake3: Option<String>,
+}
+
+impl Fill {
+    async fn start(cache: Arc<ImageCache>, image: &Image) -> Option<Fill> {
+        let filler = cache.begin_fill(image.id).await?;
+        Some(Fill {
+            cache,
+            filler,
+            size: image.size?,
+            checksum: image.checksum.clone(),
+            blake3: image.locations.iter().find_map(|l| l.blake3.clone()),
+        })
+    }
 }
 
 /// One place the bytes can be read from.
@@ -151,6 +268,10 @@ struct Transfer {
     /// Image offset of the next byte due.
     offset: u64,
     remaining: u64,
+    /// The cache fill this read feeds, if any; completed when the last byte is delivered.
+    fill: Option<Fill>,
+    /// Set when the fill became a cache entry.
+    filled: bool,
 }
 
 impl Transfer {
@@ -199,6 +320,25 @@ impl Transfer {
                     let store = &self.sources[self.next - 1].store_id;
                     self.metrics
                         .store_bytes(store, Direction::Out, chunk.len() as u64);
+                    if let Some(fill) = self.fill.as_mut() {
+                        fill.filler.write(&chunk).await;
+                    }
+                    // Complete the cache fill before handing over the last bytes: once the
+                    // client has them the body may never be polled again.
+                    if self.remaining == 0
+                        && let Some(fill) = self.fill.take()
+                    {
+                        let Fill {
+                            cache,
+                            filler,
+                            size,
+                            checksum,
+                            blake3,
+                        } = fill;
+                        self.filled = cache
+                            .finish_fill(filler, size, checksum, blake3.as_deref())
+                            .await;
+                    }
                     return Some(Ok(chunk));
                 }
                 Some(Err(e)) => e.to_string(),

@@ -1,6 +1,7 @@
 //! Images API v2: one module per resource; this file only routes.
 
 pub(crate) mod access;
+pub mod cache;
 pub mod image_data;
 pub mod image_download;
 pub mod image_list;
@@ -8,6 +9,7 @@ pub mod image_view;
 pub mod images;
 pub mod info;
 pub mod members;
+pub mod metadefs;
 pub mod patch;
 pub mod properties;
 pub mod schemas;
@@ -22,6 +24,15 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/schemas/{name}", get(schemas::show))
+        .route("/schemas/metadefs/{name}", get(metadefs::schemas::show))
+        .nest("/metadefs", metadefs::router())
+        .route("/cache", get(cache::state_of_cache).delete(cache::clear))
+        .route("/cache/clean", post(cache::clean))
+        .route("/cache/prune", post(cache::prune))
+        .route(
+            "/cache/{image_id}",
+            put(cache::queue_image).delete(cache::delete_entry),
+        )
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
         .route(
