@@ -1,6 +1,7 @@
-//! `glass plugins list|load|rollback`: the command-line side of the plugin admin API
-//! (`api::plugins`), talking to a running server over HTTP. Identity: the server's noauth
-//! default (admin), or an `X-Auth-Token` from `OS_AUTH_TOKEN` when set.
+//! The admin commands that talk to a running server over HTTP: `glass plugins
+//! list|load|rollback` (the plugin admin API, `api::plugins`) and `glass cache
+//! list|queue|delete|clear|prune|clean` (Glance's cache API, `api::v2::cache`). Identity:
+//! the server's noauth default (admin), or an `X-Auth-Token` from `OS_AUTH_TOKEN` when set.
 
 use std::path::PathBuf;
 
@@ -23,13 +24,85 @@ pub enum Action {
     Rollback { store: String },
 }
 
-pub async fn run(url: &str, action: Action) -> anyhow::Result<()> {
+/// Sends an admin request and returns its JSON body; a non-2xx answer is an error carrying
+/// the server's message.
+async fn call(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
+    let request = match std::env::var("OS_AUTH_TOKEN") {
+        Ok(token) => request.header("x-auth-token", token),
+        Err(_) => request,
+    };
+    let response = request
+        .header("accept", "application/json")
+        .send()
+        .await
+        .with_context(|| format!("contacting {url}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["message"].as_str().unwrap_or("(no message)");
+        anyhow::bail!("{status}: {message}");
+    }
+    Ok(body)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheAction {
+    /// Cached images (id, size, hits, last access) and the prefetch queue.
+    List,
+    /// Queue an active image for the prefetcher.
+    Queue { image_id: String },
+    /// Remove an image from the cache and the queue.
+    Delete { image_id: String },
+    /// Empty the cache and the queue.
+    Clear,
+    /// Remove least recently used entries until the cache fits its maximum size.
+    Prune,
+    /// Remove stalled fills and entries that no longer match their image.
+    Clean,
+}
+
+pub async fn cache(url: &str, action: CacheAction) -> anyhow::Result<()> {
+    let base = format!("{}/v2/cache", url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let request = match &action {
+        CacheAction::List => client.get(&base),
+        CacheAction::Queue { image_id } => client.put(format!("{base}/{image_id}")),
+        CacheAction::Delete { image_id } => client.delete(format!("{base}/{image_id}")),
+        CacheAction::Clear => client.delete(&base),
+        CacheAction::Prune => client.post(format!("{base}/prune")),
+        CacheAction::Clean => client.post(format!("{base}/clean")),
+    };
+    eprintln!("{action:?}…");
+    let body = call(request, url).await?;
+    match action {
+        CacheAction::List => {
+            let cached = body["cached_images"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let total: u64 = cached.iter().filter_map(|e| e["size"].as_u64()).sum();
+            for e in &cached {
+                println!(
+                    "{}  {:>14} bytes  {:>6} hits",
+                    e["image_id"].as_str().unwrap_or("?"),
+                    e["size"],
+                    e["hits"]
+                );
+            }
+            println!("{} cached, {total} bytes", cached.len());
+            for id in body["queued_images"].as_array().into_iter().flatten() {
+                println!("{}  queued", id.as_str().unwrap_or("?"));
+            }
+        }
+        _ if body.is_null() => println!("done"),
+        _ => println!("{body}"),
+    }
+    Ok(())
+}
+
+pub async fn plugins(url: &str, action: Action) -> anyhow::Result<()> {
     let base = format!("{}/glass/v1/plugins", url.trim_end_matches('/'));
     let client = reqwest::Client::new();
-    let with_token = |r: reqwest::RequestBuilder| match std::env::var("OS_AUTH_TOKEN") {
-        Ok(token) => r.header("x-auth-token", token),
-        Err(_) => r,
-    };
     let request = match &action {
         Action::List => client.get(&base),
         Action::Load { store, component } => {
@@ -47,16 +120,7 @@ pub async fn run(url: &str, action: Action) -> anyhow::Result<()> {
         }
         Action::Rollback { store } => client.post(format!("{base}/{store}/rollback")),
     };
-    let response = with_token(request.header("accept", "application/json"))
-        .send()
-        .await
-        .with_context(|| format!("contacting {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = body["message"].as_str().unwrap_or("(no message)");
-        anyhow::bail!("{status}: {message}");
-    }
+    let body = call(request, url).await?;
     match action {
         Action::List => {
             for plugin in body["plugins"].as_array().into_iter().flatten() {
