@@ -1,6 +1,7 @@
 //! The admin commands that talk to a running server over HTTP: `glass plugins
 //! list|load|rollback` (the plugin admin API, `api::plugins`) and `glass cache
-//! list|queue|delete|clear|prune|clean` (Glance's cache API, `api::v2::cache`). Identity:
+//! list|queue|delete|clear|prune|clean` (Glance's cache API, `api::v2::cache`), `glass manage
+//! restore-image` (`api::deleted_images`). Identity:
 //! the server's noauth default (admin), or an `X-Auth-Token` from `OS_AUTH_TOKEN` when set.
 
 use std::path::PathBuf;
@@ -159,4 +160,20 @@ fn print_status(status: &Value) {
     if previous > 0 {
         println!("{:<12} {previous} earlier version(s) to roll back to", "");
     }
+}
+
+/// `glass manage restore-image ID`: restores a deleted image through the admin API.
+pub async fn restore_image(url: &str, image_id: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "{}/glass/v1/deleted-images/{image_id}/restore",
+        url.trim_end_matches('/')
+    );
+    let image = call(reqwest::Client::new().post(path), url).await?;
+    println!(
+        "restored {} ({}), status {}",
+        image["id"].as_str().unwrap_or(image_id),
+        image["name"].as_str().unwrap_or(""),
+        image["status"].as_str().unwrap_or("?")
+    );
+    Ok(())
 }

@@ -53,6 +53,13 @@ pub struct Config {
     /// Image stores. With none configured, one file store (`store-fs`) keeps images in
     /// `<data_dir>/images`.
     pub stores: Vec<StoreConfig>,
+    /// Keep a deleted image's data for `scrub_time_s`, restorable by an admin, before the
+    /// reaper removes it (Glance's `delayed_delete`).
+    pub delayed_delete: bool,
+    /// Seconds a deleted image's data is kept with `delayed_delete` (Glance's `scrub_time`).
+    pub scrub_time_s: u64,
+    /// How often the reaper looks for data due for removal (Glance's scrubber `wakeup_time`).
+    pub reaper_interval_s: u64,
     /// The background data auditor.
     pub auditor: AuditorConfig,
     /// The local cache of images held in remote stores.
@@ -227,6 +234,9 @@ impl Default for Config {
             image_property_quota: 128,
             image_member_quota: 128,
             stores: Vec::new(),
+            delayed_delete: false,
+            scrub_time_s: 0,
+            reaper_interval_s: 300,
             auditor: AuditorConfig::default(),
             image_cache: ImageCacheConfig::default(),
         }

@@ -74,7 +74,8 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         )),
         false => None,
     };
-    let mut state = AppState::new(config, Arc::new(registry), stores);
+    let mut state =
+        AppState::new(config, Arc::new(registry), stores).context("opening the scrub queue")?;
     state.cache = cache;
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;
     periodic::spawn(&state);

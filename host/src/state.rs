@@ -8,6 +8,7 @@ use glass_registry::Registry;
 use crate::cache::ImageCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::periodic::reaper::ScrubQueue;
 use crate::store::StoreSet;
 
 #[derive(Clone)]
@@ -18,17 +19,25 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The image cache, when enabled.
     pub cache: Option<Arc<ImageCache>>,
+    /// Data of deleted images waiting to be removed (`periodic::reaper`).
+    pub scrub: Arc<ScrubQueue>,
 }
 
 impl AppState {
-    pub fn new(config: Config, registry: Arc<dyn Registry>, stores: StoreSet) -> Self {
+    pub fn new(
+        config: Config,
+        registry: Arc<dyn Registry>,
+        stores: StoreSet,
+    ) -> std::io::Result<Self> {
         let stores = Arc::new(stores);
-        AppState {
+        let scrub = Arc::new(ScrubQueue::open(config.data_dir.join("scrub"))?);
+        Ok(AppState {
+            scrub,
             config: Arc::new(config),
             registry,
             metrics: Arc::new(Metrics::new(stores.clone())),
             stores,
             cache: None,
-        }
+        })
     }
 }

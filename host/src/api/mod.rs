@@ -3,6 +3,7 @@
 //! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
 
 pub mod audit;
+pub mod deleted_images;
 pub mod plugins;
 pub mod v2;
 
@@ -130,7 +131,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(healthcheck))
         .route("/metrics", get(metrics))
         .nest("/v2", v2::router())
-        .nest("/glass/v1", plugins::router().merge(audit::router()))
+        .nest(
+            "/glass/v1",
+            plugins::router()
+                .merge(audit::router())
+                .merge(deleted_images::router()),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .with_state(state);

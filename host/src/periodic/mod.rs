@@ -1,8 +1,10 @@
-//! Background work that runs beside the API: the data auditor (`auditor`, on the timer of
+//! Background work that runs beside the API: the reaper of deleted images' data (`reaper`,
+//! every `reaper_interval_s`), the data auditor (`auditor`, on the timer of
 //! `[auditor]`, off unless enabled) and the image cache's prefetcher, pruner and cleaner
 //! (every `[image_cache] interval_s` while the cache is on).
 
 pub mod auditor;
+pub mod reaper;
 
 use std::time::Duration;
 
@@ -10,6 +12,18 @@ use crate::state::AppState;
 
 /// Starts the enabled periodic tasks; they stop when the runtime does.
 pub fn spawn(state: &AppState) {
+    {
+        let state = state.clone();
+        let every = Duration::from_secs(state.config.reaper_interval_s.max(1));
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                state.scrub.reap(&state).await;
+            }
+        });
+    }
     if let Some(cache) = state.cache.clone() {
         let state = state.clone();
         let every = Duration::from_secs(state.config.image_cache.interval_s.max(1));

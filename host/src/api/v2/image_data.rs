@@ -356,17 +356,24 @@ fn size_mismatch(declared: u64, actual: u64) -> ApiError {
     ))
 }
 
-/// Deletes the bytes of an image that was just removed from the registry. Failures are
-/// logged, not returned: the image is gone either way (a retrying updater comes later).
+/// Hands the bytes of an image that was just removed from the registry to the scrub queue
+/// (`periodic::reaper`): removed after `scrub_time_s` with `delayed_delete` (restorable until
+/// then), else right away — and retried, persisted, if a store fails.
 pub async fn delete_data(state: &AppState, image: &Image) {
-    for location in &image.locations {
-        let Some(store) = state.stores.get(&location.store) else {
-            tracing::warn!(image = %image.id, store = %location.store, "data left in unknown store");
-            continue;
-        };
-        if let Err(e) = store.delete(&location.url).await {
-            tracing::warn!(image = %image.id, error = %e, "deleting image data failed");
-        }
+    if image.locations.is_empty() {
+        return;
+    }
+    let delay = if state.config.delayed_delete {
+        std::time::Duration::from_secs(state.config.scrub_time_s)
+    } else {
+        std::time::Duration::ZERO
+    };
+    if let Err(e) = state.scrub.schedule(image, delay).await {
+        tracing::error!(image = %image.id, error = %e, "cannot record the data removal");
+        return;
+    }
+    if delay.is_zero() {
+        state.scrub.reap(state).await;
     }
 }
 

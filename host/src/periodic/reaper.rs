@@ -1,0 +1,182 @@
+//! Removal of deleted images' data, persisted so that none is lost to a crash or a failing
+//! store: the scrub queue and the reaper that works it.
+//!
+//! When an image is deleted its record leaves the registry at once (the API answers 404,
+//! as Glance does for a deleted image) and a job — the whole image record and when its data
+//! is due to go — is written to `<data_dir>/scrub/<id>.json` (temp file, fsync, rename).
+//! With `delayed_delete` the job is due `scrub_time_s` later and an admin can restore the
+//! image until then (`POST /glass/v1/deleted-images/{id}/restore`); without it the job is
+//! due at once and is run right away. The reaper runs due jobs: it deletes each copy from its
+//! store and drops the job when every copy is gone; a failure keeps the job with exponential
+//! backoff (10 s doubling up to an hour), so a store that is down only delays the removal.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use glass_registry::Image;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// One image whose data is to be removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScrubJob {
+    /// The record as it was when deleted: what a restore puts back.
+    pub image: Image,
+    /// Seconds since the epoch when the data may go.
+    pub due_at: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The persisted jobs. One lock orders the reaper, new jobs and restores.
+pub struct ScrubQueue {
+    dir: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl ScrubQueue {
+    pub fn open(dir: PathBuf) -> std::io::Result<ScrubQueue> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(ScrubQueue {
+            dir,
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn write(&self, job: &ScrubJob) -> std::io::Result<()> {
+        let path = self.path(job.image.id);
+        let tmp = path.with_extension("json.tmp");
+        let file = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&file, job).map_err(std::io::Error::other)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)
+    }
+
+    fn read(&self, id: Uuid) -> Option<ScrubJob> {
+        serde_json::from_slice(&std::fs::read(self.path(id)).ok()?).ok()
+    }
+
+    /// Every job, oldest due first.
+    pub fn jobs(&self) -> Vec<ScrubJob> {
+        let mut jobs: Vec<ScrubJob> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                self.read(name.strip_suffix(".json")?.parse().ok()?)
+            })
+            .collect();
+        jobs.sort_by_key(|j| (j.due_at, j.image.id));
+        jobs
+    }
+
+    /// Records that `image`'s data goes after `delay`.
+    pub async fn schedule(&self, image: &Image, delay: Duration) -> std::io::Result<()> {
+        let _guard = self.lock.lock().await;
+        self.write(&ScrubJob {
+            image: image.clone(),
+            due_at: now() + delay.as_secs(),
+            attempts: 0,
+            last_error: None,
+        })
+    }
+
+    /// Puts a deleted image back in the registry, if its data has not been removed yet.
+    pub async fn restore(&self, state: &AppState, id: Uuid) -> Result<Image, ApiError> {
+        let _guard = self.lock.lock().await;
+        let job = self.read(id).ok_or_else(|| {
+            ApiError::NotFound(format!("No deleted image {id} is waiting for removal."))
+        })?;
+        if job.attempts > 0 {
+            return Err(ApiError::Conflict(format!(
+                "The data of image {id} is already being removed; it cannot be restored."
+            )));
+        }
+        let mut image = job.image;
+        image.revision = 0;
+        let restored = state.registry.create_image(image).await?;
+        let _ = std::fs::remove_file(self.path(id));
+        tracing::info!(image = %id, "deleted image restored");
+        Ok(restored)
+    }
+
+    /// Runs every due job once. Returns (data removed, jobs still waiting).
+    pub async fn reap(&self, state: &AppState) -> (usize, usize) {
+        let _guard = self.lock.lock().await;
+        let (mut done, mut waiting) = (0, 0);
+        for mut job in self.jobs() {
+            if job.due_at > now() {
+                waiting += 1;
+                continue;
+            }
+            let id = job.image.id;
+            if matches!(state.registry.get_image(id).await, Ok(Some(_))) {
+                // Restored, or the delete never reached the registry: the data is in use.
+                let _ = std::fs::remove_file(self.path(id));
+                continue;
+            }
+            match remove_copies(state, &job.image).await {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(self.path(id));
+                    tracing::info!(image = %id, "deleted image's data removed");
+                    done += 1;
+                }
+                Err(e) => {
+                    job.attempts += 1;
+                    let backoff = 10u64.saturating_mul(1 << job.attempts.min(9)).min(3600);
+                    job.due_at = now() + backoff;
+                    tracing::warn!(image = %id, attempts = job.attempts, retry_in_s = backoff,
+                        error = %e, "removing a deleted image's data failed; will retry");
+                    job.last_error = Some(e);
+                    if let Err(e) = self.write(&job) {
+                        tracing::error!(image = %id, error = %e, "cannot persist the scrub job");
+                    }
+                    waiting += 1;
+                }
+            }
+        }
+        (done, waiting)
+    }
+}
+
+/// Deletes every copy; a copy already gone counts as deleted.
+async fn remove_copies(state: &AppState, image: &Image) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for location in &image.locations {
+        let Some(store) = state.stores.get(&location.store) else {
+            errors.push(format!("store {} is not configured", location.store));
+            continue;
+        };
+        match store.delete(&location.url).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => errors.push(format!("store {}: {e}", location.store)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
