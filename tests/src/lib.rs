@@ -3,6 +3,7 @@
 //! HTTP client that speaks as a chosen project ([`Client`]).
 
 pub mod data;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
