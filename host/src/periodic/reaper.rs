@@ -32,6 +32,10 @@ pub struct ScrubJob {
     /// Failed attempts so far.
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The image lives on; only the copies in `image.locations` go (a copy removed from one
+    /// store). A copy the live image references again is kept.
+    #[serde(default)]
+    pub copies_only: bool,
 }
 
 fn now() -> u64 {
@@ -96,7 +100,25 @@ impl ScrubQueue {
             due_at: now() + delay.as_secs(),
             attempts: 0,
             last_error: None,
+            copies_only: false,
         })
+    }
+
+    /// Records that the copies in `image.locations` of a live image go now.
+    pub async fn schedule_copies(&self, image: &Image) -> std::io::Result<()> {
+        let _guard = self.lock.lock().await;
+        let path = self.path(image.id);
+        let mut job = self.read(image.id).unwrap_or(ScrubJob {
+            image: image.clone(),
+            due_at: now(),
+            attempts: 0,
+            last_error: None,
+            copies_only: true,
+        });
+        if path.exists() && job.copies_only {
+            job.image.locations.extend(image.locations.iter().cloned());
+        }
+        self.write(&job)
     }
 
     /// Puts a deleted image back in the registry, if its data has not been removed yet.
@@ -105,7 +127,7 @@ impl ScrubQueue {
         let job = self.read(id).ok_or_else(|| {
             ApiError::NotFound(format!("No deleted image {id} is waiting for removal."))
         })?;
-        if job.attempts > 0 {
+        if job.attempts > 0 || job.copies_only {
             return Err(ApiError::Conflict(format!(
                 "The data of image {id} is already being removed; it cannot be restored."
             )));
@@ -128,7 +150,18 @@ impl ScrubQueue {
                 continue;
             }
             let id = job.image.id;
-            if matches!(state.registry.get_image(id).await, Ok(Some(_))) {
+            let live = state.registry.get_image(id).await;
+            if job.copies_only {
+                // Keep any copy the live image references again.
+                if let Ok(Some(current)) = &live {
+                    job.image.locations.retain(|gone| {
+                        !current
+                            .locations
+                            .iter()
+                            .any(|l| l.store == gone.store && l.url == gone.url)
+                    });
+                }
+            } else if matches!(live, Ok(Some(_))) {
                 // Restored, or the delete never reached the registry: the data is in use.
                 let _ = std::fs::remove_file(self.path(id));
                 continue;

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use glass_registry::ImageStatus;
 
 use super::access::{check_owner, modify_image, parse_image_id, visible_image};
-use super::image_data::store_failure;
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::state::AppState;
@@ -17,11 +16,11 @@ pub async fn delete_from_store(
     who: Identity,
     Path((store_id, image_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let Some(store) = state.stores.get(&store_id).cloned() else {
+    if state.stores.get(&store_id).is_none() {
         return Err(ApiError::Conflict(format!(
             "The selected store {store_id} is not available on this node."
         )));
-    };
+    }
     let id = parse_image_id(&image_id)
         .map_err(|_| ApiError::NotFound(format!("Failed to find image {image_id}")))?;
     let image = visible_image(&state, &who, id).await.map_err(|e| match e {
@@ -53,14 +52,16 @@ pub async fn delete_from_store(
         Ok(())
     })
     .await?;
-    // The registry no longer points at the copy; remove its bytes. A failure leaves
-    // unreferenced data behind (logged), never a location without data.
-    if let Some(location) = removed
-        && let Err(e) = store.delete(&location.url).await
-    {
-        let e = store_failure(&store_id, e);
-        tracing::warn!(image = %id, store = %store_id, error = %e,
-            "data of a removed location could not be deleted");
+    // The registry no longer points at the copy; its bytes go through the scrub queue, so a
+    // store that fails now is retried later instead of leaving the data behind.
+    if let Some(location) = removed {
+        let mut gone = image.clone();
+        gone.locations = vec![location];
+        if let Err(e) = state.scrub.schedule_copies(&gone).await {
+            tracing::error!(image = %id, store = %store_id, error = %e,
+                "cannot record the removal of a copy");
+        }
+        state.scrub.reap(&state).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
