@@ -15,6 +15,7 @@ const TARGET: &str = "wasm32-wasip2";
 /// (crate file stem, env var naming its copy in OUT_DIR)
 const COMPONENTS: &[(&str, &str)] = &[
     ("store_fs", "GLASS_STORE_FS_WASM"),
+    ("store_http", "GLASS_STORE_HTTP_WASM"),
     ("store_trap", "GLASS_FIXTURE_STORE_TRAP"),
     ("store_spin", "GLASS_FIXTURE_STORE_SPIN"),
     ("store_hog", "GLASS_FIXTURE_STORE_HOG"),

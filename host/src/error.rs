@@ -99,6 +99,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::TaskNotFound(id) => {
                 ApiError::NotFound(format!("Task with the given id {id} was not found"))
             }
+            e @ (RegistryError::MetadefNamespaceNotFound(_)
+            | RegistryError::MetadefNotFound { .. }) => ApiError::NotFound(e.to_string()),
+            e @ RegistryError::MetadefDuplicate { .. } => ApiError::Conflict(e.to_string()),
             e @ (RegistryError::Corrupt(_) | RegistryError::Engine(_)) => {
                 ApiError::Internal(e.to_string())
             }

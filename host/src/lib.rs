@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod identity;
+pub mod metadefs_files;
 pub mod metrics;
 pub mod periodic;
 pub mod replicate;

@@ -48,6 +48,18 @@ enum Command {
         #[command(subcommand)]
         action: glass_host::replicate::Action,
     },
+    /// Maintenance: offline work on the data directory (the server must not be running), and
+    /// `restore-image` through a running server.
+    Manage {
+        /// Configuration file (TOML); see examples/glass.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the file).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ManageAction,
+    },
     /// List, hot-swap and roll back store driver components of a running server (admin).
     Plugins {
         /// The server's base URL.
@@ -63,6 +75,23 @@ enum Command {
         url: String,
         #[command(subcommand)]
         action: glass_host::admin_cli::CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ManageAction {
+    /// Load metadata definition files (Glance's etc/metadefs format, one namespace per
+    /// *.json file): all are checked first; each namespace is created or replaced whole.
+    LoadMetadefs { dir: PathBuf },
+    /// Write every metadata definition namespace to DIR, one file each.
+    ExportMetadefs { dir: PathBuf },
+    /// Bring back a deleted image whose data has not been removed yet (`delayed_delete`).
+    /// Unlike the others, this goes through a running server's admin API.
+    RestoreImage {
+        image_id: String,
+        /// The server's base URL.
+        #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
+        url: String,
     },
 }
 
@@ -96,6 +125,15 @@ async fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
         } => serve(config, listen, data_dir).await,
+        Command::Manage {
+            action: ManageAction::RestoreImage { image_id, url },
+            ..
+        } => glass_host::admin_cli::restore_image(&url, &image_id).await,
+        Command::Manage {
+            config,
+            data_dir,
+            action,
+        } => manage(config, data_dir, action).await,
         Command::Plugins { url, action } => glass_host::admin_cli::plugins(&url, action).await,
         Command::Cache { url, action } => glass_host::admin_cli::cache(&url, action).await,
         Command::Replicate {
@@ -110,6 +148,49 @@ async fn main() -> anyhow::Result<()> {
             glass_host::replicate::run(action, tokens).await
         }
     }
+}
+
+async fn manage(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    action: ManageAction,
+) -> anyhow::Result<()> {
+    let mut cfg = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = data_dir {
+        cfg.data_dir = dir;
+    }
+    init_logging(cfg.log_format);
+    let path = cfg.data_dir.join("registry");
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let registry = glass_registry::SledRegistry::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the registry in {} (is glass serve running?): {e}",
+            path.display()
+        )
+    })?;
+    match action {
+        ManageAction::LoadMetadefs { dir } => {
+            let loaded = glass_host::metadefs_files::load(&registry, &dir).await?;
+            println!(
+                "loaded {} metadata definition namespaces from {}",
+                loaded.len(),
+                dir.display()
+            );
+        }
+        ManageAction::ExportMetadefs { dir } => {
+            let written = glass_host::metadefs_files::export(&registry, &dir).await?;
+            println!(
+                "exported {} metadata definition namespaces to {}",
+                written.len(),
+                dir.display()
+            );
+        }
+        ManageAction::RestoreImage { .. } => unreachable!("handled before opening the registry"),
+    }
+    Ok(())
 }
 
 async fn serve(

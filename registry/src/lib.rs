@@ -7,15 +7,22 @@
 
 mod codec;
 mod error;
+mod metadef;
 mod model;
 mod query;
 mod sled_engine;
+mod sled_metadef;
 pub mod test_suite;
+mod test_suite_metadef;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use error::{RegistryError, Result};
+pub use metadef::{
+    MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
+    MetadefProperty, MetadefResourceType, MetadefTag, MetadefVisibility,
+};
 pub use model::{
     Image, ImageStatus, Location, Member, MemberStatus, Task, TaskStatus, Timestamp, Visibility,
     now,
@@ -68,4 +75,90 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Tasks, newest first; with `image` only those of that image.
     async fn list_tasks(&self, image: Option<Uuid>) -> Result<Vec<Task>>;
+
+    // Metadata definitions. Content of a namespace is named by (namespace, name); writes to
+    // content fail with `MetadefNamespaceNotFound` when the namespace does not exist,
+    // `MetadefNotFound` / `MetadefDuplicate` for a missing or taken name.
+
+    /// Stores a new namespace with all its contents, in one transaction. Resource types its
+    /// associations name are created (unprotected) if missing. Fails with `MetadefDuplicate`
+    /// if the namespace exists or a name appears twice.
+    async fn create_metadef_namespace(&self, def: MetadefDefinition) -> Result<MetadefDefinition>;
+
+    /// Creates the namespace, or replaces it and all its contents, in one transaction
+    /// (records that keep their name keep their `created_at`); missing resource types are
+    /// created protected. For definition loads.
+    async fn import_metadef_namespace(&self, def: MetadefDefinition) -> Result<MetadefDefinition>;
+
+    async fn get_metadef_namespace(&self, name: &str) -> Result<Option<MetadefNamespace>>;
+
+    /// A namespace with all its contents, as of one point in time.
+    async fn get_metadef_definition(&self, name: &str) -> Result<Option<MetadefDefinition>>;
+
+    /// Every namespace, unordered; visibility is the caller's business.
+    async fn list_metadef_namespaces(&self) -> Result<Vec<MetadefNamespace>>;
+
+    /// Replaces namespace `name`'s attributes (keeping `created_at`); when `ns.namespace`
+    /// differs, the contents move to the new name.
+    async fn update_metadef_namespace(
+        &self,
+        name: &str,
+        ns: MetadefNamespace,
+    ) -> Result<MetadefNamespace>;
+
+    /// Removes a namespace and all its contents, in one transaction.
+    async fn delete_metadef_namespace(&self, name: &str) -> Result<()>;
+
+    /// Removes all objects, properties, tags or associations (`kind`) of a namespace.
+    async fn delete_metadef_contents(&self, namespace: &str, kind: MetadefKind) -> Result<()>;
+
+    async fn create_metadef_object(&self, object: MetadefObject) -> Result<MetadefObject>;
+    async fn get_metadef_object(&self, ns: &str, name: &str) -> Result<Option<MetadefObject>>;
+    async fn list_metadef_objects(&self, ns: &str) -> Result<Vec<MetadefObject>>;
+    /// Replaces object `name` of `object.namespace` (keeping `created_at`; may rename).
+    async fn update_metadef_object(
+        &self,
+        name: &str,
+        object: MetadefObject,
+    ) -> Result<MetadefObject>;
+    async fn delete_metadef_object(&self, ns: &str, name: &str) -> Result<()>;
+
+    async fn create_metadef_property(&self, property: MetadefProperty) -> Result<MetadefProperty>;
+    async fn get_metadef_property(&self, ns: &str, name: &str) -> Result<Option<MetadefProperty>>;
+    async fn list_metadef_properties(&self, ns: &str) -> Result<Vec<MetadefProperty>>;
+    /// Replaces property `name` of `property.namespace` (keeping `created_at`; may rename).
+    async fn update_metadef_property(
+        &self,
+        name: &str,
+        property: MetadefProperty,
+    ) -> Result<MetadefProperty>;
+    async fn delete_metadef_property(&self, ns: &str, name: &str) -> Result<()>;
+
+    async fn create_metadef_tag(&self, tag: MetadefTag) -> Result<MetadefTag>;
+    /// Adds `tags` to namespace `ns` in one transaction; unless `append`, its tags are
+    /// removed first. A name taken (or given twice) fails the whole call; an empty list
+    /// changes nothing.
+    async fn create_metadef_tags(
+        &self,
+        ns: &str,
+        tags: Vec<MetadefTag>,
+        append: bool,
+    ) -> Result<Vec<MetadefTag>>;
+    async fn get_metadef_tag(&self, ns: &str, name: &str) -> Result<Option<MetadefTag>>;
+    async fn list_metadef_tags(&self, ns: &str) -> Result<Vec<MetadefTag>>;
+    /// Replaces tag `name` of `tag.namespace` (keeping `created_at`; may rename).
+    async fn update_metadef_tag(&self, name: &str, tag: MetadefTag) -> Result<MetadefTag>;
+    async fn delete_metadef_tag(&self, ns: &str, name: &str) -> Result<()>;
+
+    /// Every resource type, unordered.
+    async fn list_metadef_resource_types(&self) -> Result<Vec<MetadefResourceType>>;
+
+    /// Associates a namespace with a resource type, creating the type if missing.
+    async fn create_metadef_association(
+        &self,
+        association: MetadefAssociation,
+    ) -> Result<MetadefAssociation>;
+    async fn list_metadef_associations(&self, ns: &str) -> Result<Vec<MetadefAssociation>>;
+    /// Removes the association of `ns` with resource type `name` (the type stays).
+    async fn delete_metadef_association(&self, ns: &str, name: &str) -> Result<()>;
 }

@@ -18,8 +18,13 @@ use uuid::Uuid;
 use crate::Registry;
 use crate::codec::{self, decode, encode};
 use crate::error::{RegistryError, Result};
+use crate::metadef::{
+    MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
+    MetadefProperty, MetadefResourceType, MetadefTag,
+};
 use crate::model::{Image, Member, MemberStatus, Task};
 use crate::query::{ImagePage, ImageQuery, SortDir, SortKey};
+use crate::sled_metadef::MetadefTrees;
 
 /// Sort keys that have their own index tree (`id` is the image tree's own order).
 const INDEXED: [SortKey; 7] = [
@@ -39,6 +44,7 @@ const MEMBERS_BY_PROJECT: usize = MEMBERS + 1;
 
 struct Inner {
     db: Db,
+    metadefs: MetadefTrees,
     /// images, one index per `INDEXED` key, members, members_by_project.
     image_trees: Vec<Tree>,
     /// tasks, tasks_by_image.
@@ -51,28 +57,28 @@ pub struct SledRegistry {
     inner: Arc<Inner>,
 }
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<RegistryError>>;
+pub(crate) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<RegistryError>>;
 
-fn engine(e: sled::Error) -> RegistryError {
+pub(crate) fn engine(e: sled::Error) -> RegistryError {
     RegistryError::Engine(e.to_string())
 }
 
-fn tx_error(e: TransactionError<RegistryError>) -> RegistryError {
+pub(crate) fn tx_error(e: TransactionError<RegistryError>) -> RegistryError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => engine(e),
     }
 }
 
-fn abort<T>(e: RegistryError) -> TxResult<T> {
+pub(crate) fn abort<T>(e: RegistryError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn decode_tx<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> TxResult<T> {
+pub(crate) fn decode_tx<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> TxResult<T> {
     decode(bytes).map_err(ConflictableTransactionError::Abort)
 }
 
-fn encode_tx<T: serde::Serialize>(record: &T) -> TxResult<Vec<u8>> {
+pub(crate) fn encode_tx<T: serde::Serialize>(record: &T) -> TxResult<Vec<u8>> {
     encode(record).map_err(ConflictableTransactionError::Abort)
 }
 
@@ -146,6 +152,7 @@ impl SledRegistry {
         ];
         Ok(SledRegistry {
             inner: Arc::new(Inner {
+                metadefs: MetadefTrees::open(&db)?,
                 db,
                 image_trees,
                 task_trees,
@@ -542,5 +549,164 @@ impl Registry for SledRegistry {
             Ok(tasks)
         })
         .await
+    }
+
+    async fn create_metadef_namespace(&self, def: MetadefDefinition) -> Result<MetadefDefinition> {
+        self.blocking(move |inner| inner.metadefs.put_definition(def, false))
+            .await
+    }
+
+    async fn import_metadef_namespace(&self, def: MetadefDefinition) -> Result<MetadefDefinition> {
+        self.blocking(move |inner| inner.metadefs.put_definition(def, true))
+            .await
+    }
+
+    async fn get_metadef_namespace(&self, name: &str) -> Result<Option<MetadefNamespace>> {
+        self.inner.metadefs.get_namespace(name)
+    }
+
+    async fn get_metadef_definition(&self, name: &str) -> Result<Option<MetadefDefinition>> {
+        self.inner.metadefs.get_definition(name)
+    }
+
+    async fn list_metadef_namespaces(&self) -> Result<Vec<MetadefNamespace>> {
+        self.inner.metadefs.list_namespaces()
+    }
+
+    async fn update_metadef_namespace(
+        &self,
+        name: &str,
+        ns: MetadefNamespace,
+    ) -> Result<MetadefNamespace> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.metadefs.update_namespace(&name, ns))
+            .await
+    }
+
+    async fn delete_metadef_namespace(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.metadefs.delete_namespace(&name))
+            .await
+    }
+
+    async fn delete_metadef_contents(&self, namespace: &str, kind: MetadefKind) -> Result<()> {
+        let name = namespace.to_string();
+        self.blocking(move |inner| inner.metadefs.delete_contents(&name, kind))
+            .await
+    }
+
+    async fn create_metadef_object(&self, object: MetadefObject) -> Result<MetadefObject> {
+        self.blocking(move |inner| inner.metadefs.create(object))
+            .await
+    }
+
+    async fn get_metadef_object(&self, ns: &str, name: &str) -> Result<Option<MetadefObject>> {
+        self.inner.metadefs.get(ns, name)
+    }
+
+    async fn list_metadef_objects(&self, ns: &str) -> Result<Vec<MetadefObject>> {
+        self.inner.metadefs.list(ns)
+    }
+
+    async fn update_metadef_object(
+        &self,
+        name: &str,
+        object: MetadefObject,
+    ) -> Result<MetadefObject> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.metadefs.update(&name, object))
+            .await
+    }
+
+    async fn delete_metadef_object(&self, ns: &str, name: &str) -> Result<()> {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        self.blocking(move |inner| inner.metadefs.delete::<MetadefObject>(&ns, &name))
+            .await
+    }
+
+    async fn create_metadef_property(&self, property: MetadefProperty) -> Result<MetadefProperty> {
+        self.blocking(move |inner| inner.metadefs.create(property))
+            .await
+    }
+
+    async fn get_metadef_property(&self, ns: &str, name: &str) -> Result<Option<MetadefProperty>> {
+        self.inner.metadefs.get(ns, name)
+    }
+
+    async fn list_metadef_properties(&self, ns: &str) -> Result<Vec<MetadefProperty>> {
+        self.inner.metadefs.list(ns)
+    }
+
+    async fn update_metadef_property(
+        &self,
+        name: &str,
+        property: MetadefProperty,
+    ) -> Result<MetadefProperty> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.metadefs.update(&name, property))
+            .await
+    }
+
+    async fn delete_metadef_property(&self, ns: &str, name: &str) -> Result<()> {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        self.blocking(move |inner| inner.metadefs.delete::<MetadefProperty>(&ns, &name))
+            .await
+    }
+
+    async fn create_metadef_tag(&self, tag: MetadefTag) -> Result<MetadefTag> {
+        self.blocking(move |inner| inner.metadefs.create(tag)).await
+    }
+
+    async fn create_metadef_tags(
+        &self,
+        ns: &str,
+        tags: Vec<MetadefTag>,
+        append: bool,
+    ) -> Result<Vec<MetadefTag>> {
+        let ns = ns.to_string();
+        self.blocking(move |inner| inner.metadefs.put_tags(&ns, tags, append))
+            .await
+    }
+
+    async fn get_metadef_tag(&self, ns: &str, name: &str) -> Result<Option<MetadefTag>> {
+        self.inner.metadefs.get(ns, name)
+    }
+
+    async fn list_metadef_tags(&self, ns: &str) -> Result<Vec<MetadefTag>> {
+        self.inner.metadefs.list(ns)
+    }
+
+    async fn update_metadef_tag(&self, name: &str, tag: MetadefTag) -> Result<MetadefTag> {
+        let name = name.to_string();
+        self.blocking(move |inner| inner.metadefs.update(&name, tag))
+            .await
+    }
+
+    async fn delete_metadef_tag(&self, ns: &str, name: &str) -> Result<()> {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        self.blocking(move |inner| inner.metadefs.delete::<MetadefTag>(&ns, &name))
+            .await
+    }
+
+    async fn list_metadef_resource_types(&self) -> Result<Vec<MetadefResourceType>> {
+        self.inner.metadefs.list_resource_types()
+    }
+
+    async fn create_metadef_association(
+        &self,
+        association: MetadefAssociation,
+    ) -> Result<MetadefAssociation> {
+        self.blocking(move |inner| inner.metadefs.create(association))
+            .await
+    }
+
+    async fn list_metadef_associations(&self, ns: &str) -> Result<Vec<MetadefAssociation>> {
+        self.inner.metadefs.list(ns)
+    }
+
+    async fn delete_metadef_association(&self, ns: &str, name: &str) -> Result<()> {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        self.blocking(move |inner| inner.metadefs.delete::<MetadefAssociation>(&ns, &name))
+            .await
     }
 }

@@ -37,6 +37,7 @@ pub async fn run(registry: &dyn Registry) {
     visibility(registry).await;
     tasks(registry).await;
     task_image_follows_updates(registry).await;
+    crate::test_suite_metadef::run(registry).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,3 +244,105 @@ async fn concurrent_updates_from_one_revision_have_one_winner() {
         assert_eq!(stored.revision, image.revision + 1);
     }
 }
+
+fn md_namespace(name: &str) -> glass_registry::MetadefNamespace {
+    let t = glass_registry::now();
+    glass_registry::MetadefNamespace {
+        namespace: name.to_string(),
+        display_name: None,
+        description: None,
+        visibility: glass_registry::MetadefVisibility::Public,
+        protected: false,
+        owner: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn md_tag(ns: &str, name: &str) -> glass_registry::MetadefTag {
+    let t = glass_registry::now();
+    glass_registry::MetadefTag {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadefs_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("reopen-md-{}", Uuid::new_v4().simple());
+    let stored = {
+        let registry = open(&dir);
+        let mut def = glass_registry::MetadefDefinition::empty(md_namespace(&name));
+        def.tags.push(md_tag(&name, "kept"));
+        registry
+            .create_metadef_namespace(def)
+            .await
+            .expect("create namespace");
+        registry
+            .get_metadef_definition(&name)
+            .await
+            .expect("get")
+            .expect("definition")
+    };
+    let registry = open(&dir);
+    assert_eq!(
+        registry.get_metadef_definition(&name).await.expect("get"),
+        Some(stored),
+        "a namespace and its contents survive a reopen"
+    );
+}
+
+/// Tags written while their namespace is deleted (and created again) never outlive it: the
+/// delete lists the contents, then commits only if no write touched the namespace since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_delete_racing_content_writes_leaves_no_orphans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Arc::new(open(&dir));
+    let name = format!("race-md-{}", Uuid::new_v4().simple());
+    for round in 0..20 {
+        registry
+            .create_metadef_namespace(glass_registry::MetadefDefinition::empty(md_namespace(
+                &name,
+            )))
+            .await
+            .expect("create namespace");
+        let barrier = Arc::new(Barrier::new(5));
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (registry, barrier, name) = (registry.clone(), barrier.clone(), name.clone());
+            writers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                for i in 0..10 {
+                    // Fails once the namespace is gone; that is expected.
+                    let _ = registry
+                        .create_metadef_tag(md_tag(&name, &format!("t{w}-{i}")))
+                        .await;
+                }
+            }));
+        }
+        barrier.wait().await;
+        registry
+            .delete_metadef_namespace(&name)
+            .await
+            .expect("delete namespace");
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        // Created again, the namespace must start empty.
+        registry
+            .create_metadef_namespace(glass_registry::MetadefDefinition::empty(md_namespace(
+                &name,
+            )))
+            .await
+            .expect("create again");
+        let tags = registry.list_metadef_tags(&name).await.expect("tags");
+        assert!(tags.is_empty(), "round {round}: orphaned tags {tags:?}");
+        registry
+            .delete_metadef_namespace(&name)
+            .await
+            .expect("clean up");
+    }
+}

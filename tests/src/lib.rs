@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod load;
+pub mod metadefs;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -35,8 +35,11 @@ pub use wasm_store::{PluginStatus, PluginTotals, PluginVersion, STORE_WIT, WasmS
 /// The built-in file store component (`plugins/store-fs`), embedded in the binary so
 /// `glass serve` needs nothing else on disk.
 pub const STORE_FS: &[u8] = include_bytes!(env!("GLASS_STORE_FS_WASM"));
+/// The built-in read-only HTTP store component (`plugins/store-http`).
+pub const STORE_HTTP: &[u8] = include_bytes!(env!("GLASS_STORE_HTTP_WASM"));
+
 /// The drivers built into the binary, by the name a configuration uses.
-pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[("store-fs", STORE_FS)];
+pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[("store-fs", STORE_FS), ("store-http", STORE_HTTP)];
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone)]

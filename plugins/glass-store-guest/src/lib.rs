@@ -40,7 +40,43 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+
 pub use bindings::export_driver;
+
+/// A driver setting: the value of `name` in the store's `settings` table, which the host
+/// gives the driver as its environment.
+pub fn setting(name: &str) -> Option<String> {
+    bindings::wasi::cli::environment::get_environment()
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A setting the driver cannot work without.
+pub fn required_setting(name: &str) -> Result<String, StoreError> {
+    setting(name).ok_or_else(|| StoreError::Other(format!("setting {name} is missing")))
+}
+
+/// A numeric setting, or `default` when absent; a value that is not a number is an error.
+pub fn number_setting(name: &str, default: u64) -> Result<u64, StoreError> {
+    match setting(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| StoreError::Other(format!("setting {name} is not a number: {v:?}"))),
+    }
+}
+
+/// A boolean setting (`true`/`false`), or `default` when absent.
+pub fn bool_setting(name: &str, default: bool) -> bool {
+    match setting(name).as_deref().map(str::trim) {
+        Some("true" | "1" | "yes") => true,
+        Some("false" | "0" | "no") => false,
+        _ => default,
+    }
+}
 pub use bindings::exports::glass::store::driver::{
     Capabilities, DriverInfo, Guest as Driver, StoreError, Stored,
 };

@@ -9,6 +9,7 @@ pub mod image_view;
 pub mod images;
 pub mod info;
 pub mod members;
+pub mod metadefs;
 pub mod patch;
 pub mod properties;
 pub mod schemas;
@@ -23,6 +24,8 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/schemas/{name}", get(schemas::show))
+        .route("/schemas/metadefs/{name}", get(metadefs::schemas::show))
+        .nest("/metadefs", metadefs::router())
         .route("/cache", get(cache::state_of_cache).delete(cache::clear))
         .route("/cache/clean", post(cache::clean))
         .route("/cache/prune", post(cache::prune))
