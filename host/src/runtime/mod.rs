@@ -38,8 +38,15 @@ pub const STORE_FS: &[u8] = include_bytes!(env!("GLASS_STORE_FS_WASM"));
 /// The built-in read-only HTTP store component (`plugins/store-http`).
 pub const STORE_HTTP: &[u8] = include_bytes!(env!("GLASS_STORE_HTTP_WASM"));
 
+/// The built-in S3 store component (`plugins/store-s3`).
+pub const STORE_S3: &[u8] = include_bytes!(env!("GLASS_STORE_S3_WASM"));
+
 /// The drivers built into the binary, by the name a configuration uses.
-pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[("store-fs", STORE_FS), ("store-http", STORE_HTTP)];
+pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
+    ("store-fs", STORE_FS),
+    ("store-http", STORE_HTTP),
+    ("store-s3", STORE_S3),
+];
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone)]

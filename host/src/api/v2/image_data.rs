@@ -256,7 +256,10 @@ pub async fn upload(
         drop(tx);
         Ok(())
     };
-    let (pumped, added) = tokio::join!(pump, store.add(id, Box::pin(reader), declared));
+    let (pumped, added) = tokio::join!(
+        pump,
+        store.add(id, Box::pin(reader), declared.or(content_length))
+    );
     let digests = hasher.finish().await;
     state
         .metrics

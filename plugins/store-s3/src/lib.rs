@@ -1,0 +1,553 @@
+//! `store-s3`: image data in an S3 bucket (AWS, Ceph RGW, SeaweedFS, Garage, …), signed
+//! with AWS Signature V4, reached only through `wasi:http` to the hosts the operator granted.
+//!
+//! Settings (the store's `settings` table): `endpoint` (`http://host:port`), `bucket`,
+//! `region` (us-east-1), `access_key`, `secret_key`, `addressing` (`path` or `virtual`),
+//! `part_size_mb` (16, at least 5), `large_object_threshold_mb` (= part size), `create_bucket`
+//! (false), `prefix` (none).
+//!
+//! - An image of known size up to the threshold is one streamed PUT; a larger one, or one of
+//!   unknown size, a multipart upload. With the size known each part is streamed with its
+//!   exact length (bytes never enter guest memory); with the size unknown one part at a time
+//!   is buffered, so the store's memory cap must exceed the part size. A failed multipart
+//!   upload is aborted.
+//! - Locations are `s3://<bucket>/<key>` with key = prefix + image id; anything else, or
+//!   another bucket, is refused before any request.
+
+mod sigv4;
+
+use glass_store_guest::bindings::wasi::clocks::wall_clock;
+use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
+use glass_store_guest::{
+    Capabilities, Driver, DriverInfo, InputStream, OutputStream, SPLICE_STEP, StoreError,
+    StreamError, Stored, bool_setting, check_image_id, number_setting, required_setting,
+    setting, truncate,
+};
+
+struct S3Store;
+
+glass_store_guest::export_driver!(S3Store);
+
+const MIB: u64 = 1 << 20;
+
+/// The driver's settings.
+struct Config {
+    /// `http://host:port` (no trailing slash).
+    endpoint: String,
+    bucket: String,
+    region: String,
+    access_key: String,
+    secret_key: String,
+    virtual_hosted: bool,
+    part_size: u64,
+    threshold: u64,
+    create_bucket: bool,
+    prefix: String,
+}
+
+fn config() -> Result<Config, StoreError> {
+    let endpoint = required_setting("endpoint")?.trim_end_matches('/').to_owned();
+    if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+        return Err(StoreError::Other(format!(
+            "setting endpoint must be an http(s) URL: {endpoint:?}"
+        )));
+    }
+    let part_size = number_setting("part_size_mb", 16)?.max(5) * MIB;
+    Ok(Config {
+        endpoint,
+        bucket: required_setting("bucket")?,
+        region: setting("region").unwrap_or_else(|| "us-east-1".into()),
+        access_key: required_setting("access_key")?,
+        secret_key: required_setting("secret_key")?,
+        virtual_hosted: setting("addressing").as_deref() == Some("virtual"),
+        part_size,
+        threshold: number_setting("large_object_threshold_mb", part_size / MIB)? * MIB,
+        create_bucket: bool_setting("create_bucket", false),
+        prefix: setting("prefix").unwrap_or_default(),
+    })
+}
+
+impl Config {
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// The key a location names, if it is one of this store's.
+    fn key_of<'a>(&self, location: &'a str) -> Result<&'a str, StoreError> {
+        let bad = || {
+            StoreError::InvalidLocation(format!(
+                "not a location of bucket {}: {:?}",
+                self.bucket,
+                truncate(location)
+            ))
+        };
+        let rest = location.strip_prefix("s3://").ok_or_else(bad)?;
+        let (bucket, key) = rest.split_once('/').ok_or_else(bad)?;
+        let id = key.strip_prefix(self.prefix.as_str()).ok_or_else(bad)?;
+        if bucket != self.bucket || check_image_id(id).is_err() {
+            return Err(bad());
+        }
+        Ok(key)
+    }
+
+    /// Sends a signed request for the bucket (`key` None) or one of its objects.
+    fn send(
+        &self,
+        method: Method,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> Result<Response, HttpError> {
+        let (scheme, authority) = self.endpoint.split_once("://").expect("checked in config");
+        let (host, path) = if self.virtual_hosted {
+            (
+                format!("{}.{authority}", self.bucket),
+                format!("/{}", uri_encode(key.unwrap_or(""), false)),
+            )
+        } else {
+            let mut path = format!("/{}", uri_encode(&self.bucket, true));
+            if let Some(key) = key {
+                path.push('/');
+                path.push_str(&uri_encode(key, false));
+            }
+            (authority.to_owned(), path)
+        };
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let payload_hash = match &body {
+            Body::Empty => sigv4::sha256_hex(b""),
+            Body::Bytes(b) => sigv4::sha256_hex(b),
+            Body::Stream { .. } => sigv4::UNSIGNED_PAYLOAD.to_owned(),
+        };
+        let now = wall_clock::now().seconds;
+        let amz_date = sigv4::amz_date(now);
+        let signed = vec![
+            ("host".to_string(), host.clone()),
+            ("x-amz-content-sha256".to_string(), payload_hash.clone()),
+            ("x-amz-date".to_string(), amz_date.clone()),
+        ];
+        let authorization = sigv4::authorization(&sigv4::Signing {
+            method: method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &signed,
+            payload_hash: &payload_hash,
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            amz_date: &amz_date,
+        });
+        let mut all: Vec<(String, String)> = signed.into_iter().filter(|(k, _)| k != "host").collect();
+        all.push(("authorization".into(), authorization));
+        all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let query = sigv4::canonical_query(&query);
+        let url = format!(
+            "{scheme}://{host}{path}{}{query}",
+            if query.is_empty() { "" } else { "?" }
+        );
+        http::send(
+            &Request {
+                method,
+                url,
+                headers: all,
+            },
+            body,
+        )
+    }
+
+    /// Creates the bucket if it does not exist (with `create_bucket`).
+    fn ensure_bucket(&self) -> Result<(), StoreError> {
+        if !self.create_bucket {
+            return Ok(());
+        }
+        let head = self.send(Method::Head, None, &[], &[], Body::Empty)?;
+        match head.status {
+            200 => Ok(()),
+            404 => {
+                let r = self.send(Method::Put, None, &[], &[], Body::Empty)?;
+                match r.status {
+                    200 => Ok(()),
+                    _ => {
+                        let e = s3_error(r);
+                        match &e {
+                            StoreError::Other(m) if m.contains("BucketAlready") => Ok(()),
+                            _ => Err(e),
+                        }
+                    }
+                }
+            }
+            _ => Err(s3_error(head)),
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let r = self.send(Method::Head, Some(key), &[], &[], Body::Empty)?;
+        match r.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(s3_error(r)),
+        }
+    }
+
+    fn put_object(&self, key: &str, body: Body) -> Result<(), StoreError> {
+        let r = self.send(Method::Put, Some(key), &[], &[], body)?;
+        match r.status {
+            200 => Ok(()),
+            _ => Err(s3_error(r)),
+        }
+    }
+
+    fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        let r = self.send(Method::Delete, Some(key), &[], &[], Body::Empty)?;
+        match r.status {
+            200 | 204 | 404 => Ok(()),
+            _ => Err(s3_error(r)),
+        }
+    }
+
+    fn abort(&self, key: &str, upload_id: &str) {
+        let _ = self.send(
+            Method::Delete,
+            Some(key),
+            &[("uploadId", upload_id)],
+            &[],
+            Body::Empty,
+        );
+    }
+
+    /// A multipart upload of everything `data` delivers; aborted on failure.
+    fn multipart(
+        &self,
+        key: &str,
+        data: &InputStream,
+        size: Option<u64>,
+        first: Option<Vec<u8>>,
+    ) -> Result<u64, StoreError> {
+        let r = self.send(Method::Post, Some(key), &[("uploads", "")], &[], Body::Empty)?;
+        if r.status != 200 {
+            return Err(s3_error(r));
+        }
+        let xml = String::from_utf8_lossy(&r.read_to_vec(64 * 1024)?).into_owned();
+        let upload_id = xml_value(&xml, "UploadId")
+            .ok_or_else(|| StoreError::Other("CreateMultipartUpload gave no UploadId".into()))?;
+        match self.upload_parts(key, &upload_id, data, size, first) {
+            Ok(total) => Ok(total),
+            Err(e) => {
+                self.abort(key, &upload_id);
+                Err(e)
+            }
+        }
+    }
+
+    fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        data: &InputStream,
+        size: Option<u64>,
+        mut first: Option<Vec<u8>>,
+    ) -> Result<u64, StoreError> {
+        let mut etags = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let number = (etags.len() + 1).to_string();
+            let query = [("partNumber", number.as_str()), ("uploadId", upload_id)];
+            let r = match size {
+                Some(size) => {
+                    let length = (size - total).min(self.part_size);
+                    if length == 0 {
+                        break;
+                    }
+                    total += length;
+                    self.send(
+                        Method::Put,
+                        Some(key),
+                        &query,
+                        &[],
+                        Body::Stream { from: data, length },
+                    )?
+                }
+                None => {
+                    let part = match first.take() {
+                        Some(part) => part,
+                        None => read_up_to(data, self.part_size)?,
+                    };
+                    if part.is_empty() && !etags.is_empty() {
+                        break;
+                    }
+                    total += part.len() as u64;
+                    let last = (part.len() as u64) < self.part_size;
+                    let r = self.send(Method::Put, Some(key), &query, &[], Body::Bytes(&part))?;
+                    if last {
+                        etags.push(etag(r)?);
+                        break;
+                    }
+                    r
+                }
+            };
+            etags.push(etag(r)?);
+        }
+        if size.is_some() {
+            expect_end(data, total)?;
+        }
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, tag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{tag}</ETag></Part>",
+                i + 1
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let r = self.send(
+            Method::Post,
+            Some(key),
+            &[("uploadId", upload_id)],
+            &[],
+            Body::Bytes(xml.as_bytes()),
+        )?;
+        // Some servers answer 200 with an error document.
+        if r.status != 200 {
+            return Err(s3_error(r));
+        }
+        let body = String::from_utf8_lossy(&r.read_to_vec(64 * 1024)?).into_owned();
+        if body.contains("<Error>") {
+            return Err(StoreError::Other(format!(
+                "CompleteMultipartUpload failed: {}",
+                xml_value(&body, "Message").unwrap_or(body)
+            )));
+        }
+        Ok(total)
+    }
+}
+
+/// The ETag of an UploadPart answer.
+fn etag(r: Response) -> Result<String, StoreError> {
+    if r.status != 200 {
+        return Err(s3_error(r));
+    }
+    r.header("etag")
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Other("UploadPart gave no ETag".into()))
+}
+
+/// Reads up to `limit` bytes (fewer only at the end of the input).
+fn read_up_to(data: &InputStream, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < limit {
+        let want = (limit - out.len() as u64).min(SPLICE_STEP);
+        match data.blocking_read(want) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "reading the image data: {}",
+                    e.to_debug_string()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// After `sent` bytes the input must be at its end: the host checks that an add read its
+/// input to the end, and an input longer than announced is an error.
+fn expect_end(data: &InputStream, sent: u64) -> Result<(), StoreError> {
+    loop {
+        match data.blocking_read(1) {
+            Err(StreamError::Closed) => return Ok(()),
+            Ok(b) if b.is_empty() => continue,
+            Ok(_) => {
+                return Err(StoreError::Other(format!(
+                    "the image data is longer than the {sent} bytes announced"
+                )));
+            }
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(StoreError::Unavailable(e.to_debug_string()));
+            }
+        }
+    }
+}
+
+/// The text of the first `<tag>…</tag>`, XML entities decoded.
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Every `<tag>…</tag>` block's text.
+fn xml_blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let from = start + open.len();
+        let Some(len) = rest[from..].find(&close) else {
+            break;
+        };
+        out.push(&rest[from..from + len]);
+        rest = &rest[from + len + close.len()..];
+    }
+    out
+}
+
+/// An S3 error answer as a store error, with S3's code and message.
+fn s3_error(r: Response) -> StoreError {
+    let status = r.status;
+    let body = r.text();
+    let code = xml_value(&body, "Code").unwrap_or_default();
+    let message = xml_value(&body, "Message").unwrap_or_default();
+    let what = if code.is_empty() {
+        format!("S3 answered {status}")
+    } else {
+        format!("S3 answered {status} {code}: {message}")
+    };
+    match (status, code.as_str()) {
+        (404, "NoSuchBucket") => StoreError::Unavailable(what),
+        (404, _) => StoreError::NotFound,
+        (401 | 403, _) => StoreError::AccessDenied(what),
+        (500..=599, _) => StoreError::Unavailable(what),
+        _ => StoreError::Other(what),
+    }
+}
+
+impl Driver for S3Store {
+    fn info() -> DriverInfo {
+        DriverInfo {
+            name: "store-s3".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Capabilities::READ
+                | Capabilities::WRITE
+                | Capabilities::DELETE
+                | Capabilities::RANGED_READS,
+        }
+    }
+
+    fn add(image_id: String, data: InputStream, size_hint: Option<u64>) -> Result<Stored, StoreError> {
+        check_image_id(&image_id)?;
+        let cfg = config()?;
+        let key = format!("{}{image_id}", cfg.prefix);
+        cfg.ensure_bucket()?;
+        if cfg.exists(&key)? {
+            return Err(StoreError::AlreadyExists);
+        }
+        let size = match size_hint {
+            Some(size) if size <= cfg.threshold => {
+                cfg.put_object(&key, Body::Stream { from: &data, length: size })?;
+                if let Err(e) = expect_end(&data, size) {
+                    let _ = cfg.delete_object(&key);
+                    return Err(e);
+                }
+                size
+            }
+            Some(size) => cfg.multipart(&key, &data, Some(size), None)?,
+            None => {
+                let first = read_up_to(&data, cfg.part_size)?;
+                if (first.len() as u64) < cfg.part_size {
+                    cfg.put_object(&key, Body::Bytes(&first))?;
+                    first.len() as u64
+                } else {
+                    cfg.multipart(&key, &data, None, Some(first))?
+                }
+            }
+        };
+        Ok(Stored {
+            location: cfg.location(&key),
+            size,
+        })
+    }
+
+    fn get(
+        location: String,
+        offset: u64,
+        length: Option<u64>,
+        sink: OutputStream,
+    ) -> Result<u64, StoreError> {
+        let cfg = config()?;
+        let key = cfg.key_of(&location)?;
+        if length == Some(0) {
+            return Ok(0);
+        }
+        let mut headers = Vec::new();
+        if offset > 0 || length.is_some() {
+            let end = length.map(|l| (offset + l - 1).to_string()).unwrap_or_default();
+            headers.push(("range", format!("bytes={offset}-{end}")));
+        }
+        let r = cfg.send(Method::Get, Some(key), &[], &headers, Body::Empty)?;
+        match r.status {
+            200 if offset == 0 => Ok(r.splice_to(&sink, length)?),
+            206 => Ok(r.splice_to(&sink, length)?),
+            416 => Ok(0),
+            _ => Err(s3_error(r)),
+        }
+    }
+
+    fn size(location: String) -> Result<u64, StoreError> {
+        let cfg = config()?;
+        let key = cfg.key_of(&location)?;
+        let r = cfg.send(Method::Head, Some(key), &[], &[], Body::Empty)?;
+        if r.status != 200 {
+            return Err(s3_error(r));
+        }
+        r.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| StoreError::Other("HEAD gave no content-length".into()))
+    }
+
+    fn delete(location: String) -> Result<(), StoreError> {
+        let cfg = config()?;
+        let key = cfg.key_of(&location)?;
+        if !cfg.exists(key)? {
+            return Err(StoreError::NotFound);
+        }
+        cfg.delete_object(key)
+    }
+
+    fn discard_partial(image_id: String) -> Result<(), StoreError> {
+        check_image_id(&image_id)?;
+        let cfg = config()?;
+        let key = format!("{}{image_id}", cfg.prefix);
+        let r = cfg.send(Method::Get, None, &[("prefix", &key), ("uploads", "")], &[], Body::Empty)?;
+        match r.status {
+            200 => {
+                let xml = String::from_utf8_lossy(&r.read_to_vec(1 << 20)?).into_owned();
+                for upload in xml_blocks(&xml, "Upload") {
+                    if let (Some(k), Some(id)) = (xml_value(upload, "Key"), xml_value(upload, "UploadId"))
+                        && k == key
+                    {
+                        cfg.abort(&key, &id);
+                    }
+                }
+            }
+            404 => return Ok(()), // no bucket: nothing was ever written
+            _ => return Err(s3_error(r)),
+        }
+        cfg.delete_object(&key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_helpers() {
+        let xml = "<R><UploadId>a&amp;b</UploadId><Upload><Key>k1</Key><UploadId>1</UploadId></Upload>\
+                   <Upload><Key>k2</Key><UploadId>2</UploadId></Upload></R>";
+        assert_eq!(xml_value(xml, "UploadId").as_deref(), Some("a&b"));
+        let blocks = xml_blocks(xml, "Upload");
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(xml_value(blocks[1], "Key").as_deref(), Some("k2"));
+    }
+}
