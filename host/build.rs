@@ -17,6 +17,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("store_fs", "GLASS_STORE_FS_WASM"),
     ("store_http", "GLASS_STORE_HTTP_WASM"),
     ("store_s3", "GLASS_STORE_S3_WASM"),
+    ("store_swift", "GLASS_STORE_SWIFT_WASM"),
     ("store_trap", "GLASS_FIXTURE_STORE_TRAP"),
     ("store_spin", "GLASS_FIXTURE_STORE_SPIN"),
     ("store_hog", "GLASS_FIXTURE_STORE_HOG"),

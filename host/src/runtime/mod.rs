@@ -41,11 +41,15 @@ pub const STORE_HTTP: &[u8] = include_bytes!(env!("GLASS_STORE_HTTP_WASM"));
 /// The built-in S3 store component (`plugins/store-s3`).
 pub const STORE_S3: &[u8] = include_bytes!(env!("GLASS_STORE_S3_WASM"));
 
+/// The built-in Swift store component (`plugins/store-swift`).
+pub const STORE_SWIFT: &[u8] = include_bytes!(env!("GLASS_STORE_SWIFT_WASM"));
+
 /// The drivers built into the binary, by the name a configuration uses.
 pub const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
     ("store-fs", STORE_FS),
     ("store-http", STORE_HTTP),
     ("store-s3", STORE_S3),
+    ("store-swift", STORE_SWIFT),
 ];
 
 /// Where a plugin's component comes from.

@@ -162,3 +162,42 @@ pub fn splice(
         Err(StreamError::LastOperationFailed(e)) => Err(SpliceError::Failed(e.to_debug_string())),
     }
 }
+
+/// Reads up to `limit` bytes (fewer only at the end of the input).
+pub fn read_up_to(data: &InputStream, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < limit {
+        let want = (limit - out.len() as u64).min(SPLICE_STEP);
+        match data.blocking_read(want) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "reading the image data: {}",
+                    e.to_debug_string()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// After `sent` bytes the input must be at its end: the host checks that an add read its
+/// input to the end, and an input longer than announced is an error.
+pub fn expect_end(data: &InputStream, sent: u64) -> Result<(), StoreError> {
+    loop {
+        match data.blocking_read(1) {
+            Err(StreamError::Closed) => return Ok(()),
+            Ok(b) if b.is_empty() => continue,
+            Ok(_) => {
+                return Err(StoreError::Other(format!(
+                    "the image data is longer than the {sent} bytes announced"
+                )));
+            }
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(StoreError::Unavailable(e.to_debug_string()));
+            }
+        }
+    }
+}
+

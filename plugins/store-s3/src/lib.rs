@@ -19,8 +19,8 @@ mod sigv4;
 use glass_store_guest::bindings::wasi::clocks::wall_clock;
 use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
 use glass_store_guest::{
-    Capabilities, Driver, DriverInfo, InputStream, OutputStream, SPLICE_STEP, StoreError,
-    StreamError, Stored, bool_setting, check_image_id, number_setting, required_setting,
+    Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored,
+    bool_setting, check_image_id, expect_end, number_setting, read_up_to, required_setting,
     setting, truncate,
 };
 
@@ -331,44 +331,6 @@ fn etag(r: Response) -> Result<String, StoreError> {
     r.header("etag")
         .map(str::to_owned)
         .ok_or_else(|| StoreError::Other("UploadPart gave no ETag".into()))
-}
-
-/// Reads up to `limit` bytes (fewer only at the end of the input).
-fn read_up_to(data: &InputStream, limit: u64) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    while (out.len() as u64) < limit {
-        let want = (limit - out.len() as u64).min(SPLICE_STEP);
-        match data.blocking_read(want) {
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "reading the image data: {}",
-                    e.to_debug_string()
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// After `sent` bytes the input must be at its end: the host checks that an add read its
-/// input to the end, and an input longer than announced is an error.
-fn expect_end(data: &InputStream, sent: u64) -> Result<(), StoreError> {
-    loop {
-        match data.blocking_read(1) {
-            Err(StreamError::Closed) => return Ok(()),
-            Ok(b) if b.is_empty() => continue,
-            Ok(_) => {
-                return Err(StoreError::Other(format!(
-                    "the image data is longer than the {sent} bytes announced"
-                )));
-            }
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(StoreError::Unavailable(e.to_debug_string()));
-            }
-        }
-    }
 }
 
 /// The text of the first `<tag>…</tag>`, XML entities decoded.
