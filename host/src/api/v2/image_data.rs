@@ -54,6 +54,17 @@ impl UploadGuard {
     fn disarm(mut self) {
         self.armed = false;
     }
+
+    /// Discards the partial data and puts the image back to queued, now.
+    async fn undo(mut self) {
+        self.armed = false;
+        if let Err(e) = self.store.discard_partial(self.image).await {
+            tracing::warn!(image = %self.image, error = %e, "discarding partial upload failed");
+        }
+        if let Err(e) = revert_to_queued(&self.state, self.image).await {
+            tracing::warn!(image = %self.image, error = %e, "reverting failed upload to queued");
+        }
+    }
 }
 
 impl Drop for UploadGuard {
@@ -221,7 +232,46 @@ pub async fn upload(
         image: id,
         armed: true,
     };
+    let sizes = Sizes {
+        declared,
+        content_length,
+        cap,
+    };
+    match transfer(&state, id, &store_id, store, body, sizes).await {
+        Ok(response) => {
+            guard.disarm();
+            Ok(response)
+        }
+        Err(e) => {
+            // Put the image back before answering, so the client sees it queued again.
+            guard.undo().await;
+            Err(e)
+        }
+    }
+}
 
+/// The sizes an upload announced, and the cap.
+struct Sizes {
+    declared: Option<u64>,
+    content_length: Option<u64>,
+    cap: u64,
+}
+
+/// Streams the body into the store while hashing it, then activates the image. On error
+/// the caller's `UploadGuard` undoes the upload.
+async fn transfer(
+    state: &AppState,
+    id: Uuid,
+    store_id: &str,
+    store: Arc<dyn ImageStore>,
+    body: Body,
+    sizes: Sizes,
+) -> Result<Response, ApiError> {
+    let Sizes {
+        declared,
+        content_length,
+        cap,
+    } = sizes;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
     let reader = StreamReader::new(futures_util::stream::unfold(rx, |mut rx| async {
         rx.recv().await.map(|item| (item, rx))
@@ -294,7 +344,6 @@ pub async fn upload(
     }
     match activate(&state, id, &store_id, &stored.location, &digests).await {
         Ok(()) => {
-            guard.disarm();
             tracing::info!(image = %id, size = digests.size, store = %store_id, "image data stored");
             Ok(StatusCode::NO_CONTENT.into_response())
         }
