@@ -2,6 +2,8 @@
 //! ([`TestServer`]), the real `glass` binary as a child process ([`GlassProcess`]), and a small
 //! HTTP client that speaks as a chosen project ([`Client`]).
 
+pub mod backends;
+pub mod conformance;
 pub mod data;
 pub mod load;
 pub mod metadefs;

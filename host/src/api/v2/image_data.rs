@@ -313,7 +313,7 @@ async fn transfer(
     let digests = hasher.finish().await;
     state
         .metrics
-        .store_bytes(&store_id, Direction::In, digests.size);
+        .store_bytes(store_id, Direction::In, digests.size);
     if let Err(problem) = pumped {
         return Err(match problem {
             PumpError::TooLarge(n) => too_large(n, cap),
@@ -322,12 +322,12 @@ async fn transfer(
                 ApiError::BadRequest(format!("Error reading the image data: {msg}"))
             }
             PumpError::StoreGone => match added {
-                Err(e) => store_failure(&store_id, e),
+                Err(e) => store_failure(store_id, e),
                 Ok(_) => ApiError::Internal("store stopped reading early".into()),
             },
         });
     }
-    let stored = added.map_err(|e| store_failure(&store_id, e))?;
+    let stored = added.map_err(|e| store_failure(store_id, e))?;
     if let Some(d) = declared
         && d != digests.size
     {
@@ -342,7 +342,7 @@ async fn transfer(
             stored.size, digests.size
         )));
     }
-    match activate(&state, id, &store_id, &stored.location, &digests).await {
+    match activate(state, id, store_id, &stored.location, &digests).await {
         Ok(()) => {
             tracing::info!(image = %id, size = digests.size, store = %store_id, "image data stored");
             Ok(StatusCode::NO_CONTENT.into_response())
