@@ -152,3 +152,56 @@ async fn wrong_credentials_and_unreachable_servers_fail_fast_and_alone() {
         assert_eq!(get_file(&admin, &other).await.1.unwrap(), b"ok");
     }
 }
+
+#[tokio::test]
+async fn s3_images_are_cached_on_first_download_and_served_from_the_cache() {
+    let s3 = backends::s3().await;
+    let server = TestServer::start_with(|c| {
+        c.auth = glass_host::config::AuthMode::TrustedHeaders;
+        c.stores = vec![s3_store("s3", s3, s3.var("S3_SECRET_KEY"), None)];
+    })
+    .await;
+    let admin = server.admin();
+    let data = pseudo_random(6 * 1024 * 1024 + 3, 12);
+    let id = new_image(&admin).await;
+    assert_eq!(
+        put_file_to(&admin, &id, Some("s3"), data.clone()).await.0,
+        204
+    );
+    let header = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-glass-cache")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for expected in ["miss", "hit"] {
+        let r = admin.get(&format!("/v2/images/{id}/file")).await;
+        assert_eq!(header(&r).as_deref(), Some(expected));
+        assert!(r.bytes().await.unwrap()[..] == data[..]);
+    }
+    let (_, state) = admin.get_json("/v2/cache").await;
+    assert_eq!(
+        state["cached_images"][0]["image_id"],
+        id.as_str(),
+        "{state}"
+    );
+    let text = admin.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("glass_cache_downloads_total{result=\"hit\"} 1"),
+        "{text}"
+    );
+    // S3 served the first download only.
+    assert!(
+        text.contains(&format!(
+            "glass_store_bytes_total{{store=\"s3\",direction=\"out\"}} {}",
+            data.len()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        admin
+            .send(reqwest::Method::DELETE, &format!("/v2/images/{id}"))
+            .await
+            .0,
+        204
+    );
+}
