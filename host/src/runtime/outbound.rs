@@ -27,7 +27,16 @@ type Response = Result<
     HttpError,
 >;
 
+/// Writes a driver may queue on an outgoing body before it waits for the connection: with
+/// wasmtime's default of one, every 64 KiB splice step waited for the previous one to reach
+/// the socket.
+const OUTGOING_BODY_CHUNKS: usize = 16;
+
 impl WasiHttpHooks for OutboundHttp {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_CHUNKS
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
