@@ -21,6 +21,9 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("store_trap", "GLASS_FIXTURE_STORE_TRAP"),
     ("store_spin", "GLASS_FIXTURE_STORE_SPIN"),
     ("store_hog", "GLASS_FIXTURE_STORE_HOG"),
+    ("validator_metadef", "GLASS_VALIDATOR_METADEF_WASM"),
+    ("validator_trap", "GLASS_FIXTURE_VALIDATOR_TRAP"),
+    ("validator_spin", "GLASS_FIXTURE_VALIDATOR_SPIN"),
 ];
 
 fn main() {

@@ -127,6 +127,9 @@ pub async fn plugins(url: &str, action: Action) -> anyhow::Result<()> {
             for plugin in body["plugins"].as_array().into_iter().flatten() {
                 print_status(plugin);
             }
+            for validator in body["validators"].as_array().into_iter().flatten() {
+                print_status(validator);
+            }
         }
         _ => print_status(&body["plugin"]),
     }
@@ -137,8 +140,15 @@ fn print_status(status: &Value) {
     let current = &status["current"];
     println!(
         "{:<12} {} {} ({}) [{}] sha256:{} calls={} faults={}",
-        status["store"].as_str().unwrap_or("?"),
-        current["driver"].as_str().unwrap_or("?"),
+        // A validator: its id, name, and mode in place of capabilities.
+        status["store"]
+            .as_str()
+            .or(status["validator"].as_str())
+            .unwrap_or("?"),
+        current["driver"]
+            .as_str()
+            .or(current["name"].as_str())
+            .unwrap_or("?"),
         current["version"].as_str().unwrap_or("?"),
         current["wit"].as_str().unwrap_or("?"),
         current["capabilities"]
@@ -148,6 +158,7 @@ fn print_status(status: &Value) {
                 .filter_map(Value::as_str)
                 .collect::<Vec<_>>()
                 .join(","))
+            .or_else(|| status["mode"].as_str().map(str::to_owned))
             .unwrap_or_default(),
         current["sha256"]
             .as_str()

@@ -64,6 +64,55 @@ pub struct Config {
     pub auditor: AuditorConfig,
     /// The local cache of images held in remote stores.
     pub image_cache: ImageCacheConfig,
+    /// Metadata validators (`[[validators]]`), called in order on image create and PATCH.
+    /// None by default.
+    pub validators: Vec<ValidatorConfig>,
+}
+
+/// What a validator's verdict does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidatorMode {
+    /// Violations refuse the request (400 naming the property and the rule).
+    #[default]
+    Enforce,
+    /// Violations are logged and counted; the request goes through.
+    Warn,
+}
+
+/// What happens when a validator fails (traps, runs past its deadline or memory cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidatorFailure {
+    /// The request is refused with 503.
+    #[default]
+    Closed,
+    /// The request goes through as if the validator had accepted (logged and counted).
+    Open,
+}
+
+/// `[[validators]]`: one metadata validator component (`glass:metadef@0.1.0`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// The validator's id (the plugin name in `/glass/v1/plugins`, logs and metrics).
+    pub id: String,
+    /// A built-in validator (`validator-metadef`) or the path of a component file.
+    pub component: String,
+    #[serde(default)]
+    pub mode: ValidatorMode,
+    #[serde(default)]
+    pub on_failure: ValidatorFailure,
+    /// Memory cap of one call, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_limit_mb: usize,
+    /// How long one call may run, in milliseconds.
+    #[serde(default = "default_validator_deadline_ms")]
+    pub cpu_deadline_ms: u64,
+}
+
+fn default_validator_deadline_ms() -> u64 {
+    1000
 }
 
 /// `[image_cache]`: a local copy of images whose data lives in a remote store.
@@ -239,6 +288,7 @@ impl Default for Config {
             reaper_interval_s: 300,
             auditor: AuditorConfig::default(),
             image_cache: ImageCacheConfig::default(),
+            validators: Vec::new(),
         }
     }
 }
@@ -307,6 +357,29 @@ impl Config {
         if self.stores.iter().filter(|s| s.default).count() > 1 {
             return Err("stores: more than one store has default = true".into());
         }
+        let mut seen = std::collections::HashSet::new();
+        for v in &self.validators {
+            let ok = !v.id.is_empty()
+                && v.id.len() <= 255
+                && v.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(format!(
+                    "validators: id {:?} must be 1-255 letters, digits, '-' or '_'",
+                    v.id
+                ));
+            }
+            if !seen.insert(v.id.as_str()) {
+                return Err(format!("validators: id {:?} appears twice", v.id));
+            }
+            if self.effective_stores().iter().any(|s| s.id == v.id) {
+                return Err(format!(
+                    "validators: id {:?} is also a store's id (plugins are named by id)",
+                    v.id
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -341,6 +414,24 @@ mod tests {
         assert!(Config::parse(twice).unwrap_err().contains("appears twice"));
         let nested = "[[stores]]\nid = \"a\"\ndriver = \"store-fs\"\n[stores.settings]\nx = [1]\n";
         assert!(Config::parse(nested).unwrap_err().contains("settings.x"));
+    }
+
+    #[test]
+    fn validators_parse_and_mistakes_are_named() {
+        let text = "[[validators]]\nid = \"metadef\"\ncomponent = \"validator-metadef\"\n\
+                    [[validators]]\nid = \"vendor\"\ncomponent = \"/v.wasm\"\nmode = \"warn\"\n\
+                    on_failure = \"open\"\ncpu_deadline_ms = 200\n";
+        let config = Config::parse(text).expect("validators parse");
+        assert_eq!(config.validators.len(), 2);
+        assert_eq!(config.validators[0].mode, ValidatorMode::Enforce);
+        assert_eq!(config.validators[0].on_failure, ValidatorFailure::Closed);
+        assert_eq!(config.validators[0].cpu_deadline_ms, 1000);
+        assert_eq!(config.validators[1].mode, ValidatorMode::Warn);
+        assert_eq!(config.validators[1].on_failure, ValidatorFailure::Open);
+        let clash = "[[validators]]\nid = \"fs\"\ncomponent = \"validator-metadef\"\n";
+        assert!(Config::parse(clash).unwrap_err().contains("store's id"));
+        let bad_mode = "[[validators]]\nid = \"v\"\ncomponent = \"x\"\nmode = \"strict\"\n";
+        assert!(Config::parse(bad_mode).unwrap_err().contains("strict"));
     }
 
     #[test]

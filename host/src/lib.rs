@@ -15,6 +15,7 @@ pub mod replicate;
 pub mod runtime;
 pub mod state;
 pub mod store;
+pub mod validators;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading store {}", spec.id))?;
         stores.insert(StoreEntry::new(&spec, store));
     }
+    let validators = validators::ValidatorSet::load(&runtime, &config.validators).await?;
     let cache = match config.image_cache.enabled {
         true => Some(Arc::new(
             cache::ImageCache::open(
@@ -78,6 +80,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let mut state =
         AppState::new(config, Arc::new(registry), stores).context("opening the scrub queue")?;
     state.cache = cache;
+    state.validators = Arc::new(validators);
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;
     periodic::spawn(&state);
     Ok(state)

@@ -67,6 +67,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     store_bytes: Family<Labels, Counter>,
+    validator_results: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,7 +122,15 @@ impl Metrics {
             audit_bytes.clone(),
         );
         registry.register_collector(Box::new(PluginCollector { stores }));
+        let validator_results = Family::<Labels, Counter>::default();
+        registry.register(
+            "glass_validator_results",
+            "Metadata validator verdicts on image writes, by validator and result (accepted, \
+             refused, warned, failed-closed, failed-open)",
+            validator_results.clone(),
+        );
         Metrics {
+            validator_results,
             registry,
             cache,
             audits,
@@ -147,6 +156,16 @@ impl Metrics {
                 ("route", route.to_owned()),
             ])
             .observe(seconds);
+    }
+
+    /// Counts one verdict of a metadata validator (`validators`).
+    pub fn validator_result(&self, validator: &str, result: &str) {
+        self.validator_results
+            .get_or_create(&vec![
+                ("validator", validator.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 
     /// Counts image bytes moved through `store`.

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::periodic::reaper::ScrubQueue;
 use crate::store::StoreSet;
+use crate::validators::ValidatorSet;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +22,8 @@ pub struct AppState {
     pub cache: Option<Arc<ImageCache>>,
     /// Data of deleted images waiting to be removed (`periodic::reaper`).
     pub scrub: Arc<ScrubQueue>,
+    /// The metadata validators run on image create and PATCH (`validators`).
+    pub validators: Arc<ValidatorSet>,
 }
 
 impl AppState {
@@ -38,6 +41,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new(stores.clone())),
             stores,
             cache: None,
+            validators: Default::default(),
         })
     }
 }

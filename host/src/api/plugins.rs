@@ -1,9 +1,13 @@
-//! Glass's own admin API for store driver components (not part of Glance's API, so it lives
-//! under `/glass/v1`): list what is loaded, hot-swap a store's component, roll back.
+//! Glass's own admin API for store driver and metadata validator components (not part of
+//! Glance's API, so it lives under `/glass/v1`): list what is loaded, hot-swap a store's or a
+//! validator's component, roll back. A validator is named by its `[[validators]]` id (ids
+//! of stores and validators never clash: the configuration refuses it).
 //!
 //! - `GET  /glass/v1/plugins` — every store's status (driver, version, WIT, capabilities,
-//!   sha256, calls, faults) and the versions a rollback can return to.
-//! - `GET  /glass/v1/plugins/{store}` — one store's status.
+//!   sha256, calls, faults) and the versions a rollback can return to, under `plugins`; every
+//!   validator's (name, version, WIT, sha256, calls, faults, mode, on_failure) under
+//!   `validators`.
+//! - `GET  /glass/v1/plugins/{store}` — one store's (or validator's) status.
 //! - `PUT  /glass/v1/plugins/{store}` — body: the new component (`application/wasm`). It is
 //!   compiled and checked off the request path; calls in flight finish on the old version,
 //!   new calls use the new one. Refused with 400 (and nothing changed) if it does not fit.
@@ -23,8 +27,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::runtime::{ComponentSource, PluginStatus, WasmStore};
+use crate::runtime::{ComponentSource, PluginStatus, ValidatorStatus, WasmStore};
 use crate::state::AppState;
+use crate::validators::ValidatorEntry;
 
 /// Largest component accepted by `PUT`.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
@@ -63,6 +68,21 @@ fn body(status: PluginStatus) -> Json<Value> {
     Json(json!({ "plugin": status }))
 }
 
+/// The validator configured as `id`, when no store is.
+fn validator<'a>(state: &'a AppState, id: &str) -> Option<&'a ValidatorEntry> {
+    if state.stores.entry(id).is_some() {
+        return None;
+    }
+    state.validators.get(id)
+}
+
+fn validator_body(entry: &ValidatorEntry, status: ValidatorStatus) -> Json<Value> {
+    let mut value = json!({ "plugin": status });
+    value["plugin"]["mode"] = json!(entry.mode);
+    value["plugin"]["on_failure"] = json!(entry.on_failure);
+    Json(value)
+}
+
 async fn list(State(state): State<AppState>, who: Identity) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
     let plugins: Vec<PluginStatus> = state
@@ -71,7 +91,15 @@ async fn list(State(state): State<AppState>, who: Identity) -> Result<Json<Value
         .iter()
         .map(|e| e.plugin.status())
         .collect();
-    Ok(Json(json!({ "plugins": plugins })))
+    let validators: Vec<Value> = state
+        .validators
+        .entries()
+        .iter()
+        .map(|e| validator_body(e, e.plugin.status()).0["plugin"].take())
+        .collect();
+    Ok(Json(
+        json!({ "plugins": plugins, "validators": validators }),
+    ))
 }
 
 async fn show(
@@ -80,6 +108,9 @@ async fn show(
     Path(store): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
+    if let Some(entry) = validator(&state, &store) {
+        return Ok(validator_body(entry, entry.plugin.status()));
+    }
     Ok(body(plugin(&state, &store)?.status()))
 }
 
@@ -90,12 +121,24 @@ async fn load(
     component: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
-    let plugin = plugin(&state, &store)?;
+    let entry = validator(&state, &store);
+    if entry.is_none() {
+        plugin(&state, &store)?;
+    }
     if component.is_empty() {
         return Err(ApiError::BadRequest(
             "The request body must be a WebAssembly component.".into(),
         ));
     }
+    if let Some(entry) = entry {
+        let status = entry
+            .plugin
+            .reload(ComponentSource::Owned(component.to_vec().into()))
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
+        return Ok(validator_body(entry, status));
+    }
+    let plugin = plugin(&state, &store)?;
     let status = plugin
         .reload(ComponentSource::Owned(component.to_vec().into()))
         .await
@@ -109,6 +152,13 @@ async fn rollback(
     Path(store): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
+    if let Some(entry) = validator(&state, &store) {
+        let status = entry
+            .plugin
+            .rollback()
+            .map_err(|e| ApiError::Conflict(format!("{e:#}")))?;
+        return Ok(validator_body(entry, status));
+    }
     let status = plugin(&state, &store)?
         .rollback()
         .map_err(|e| ApiError::Conflict(format!("{e:#}")))?;

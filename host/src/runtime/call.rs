@@ -178,46 +178,8 @@ impl Call {
         stats: &Arc<CallStats>,
         progress: Arc<AtomicU64>,
     ) -> Result<Call, StoreError> {
-        stats.record_call();
+        let mut store = new_store(engine, settings, stats, progress)?;
         let plugin = settings.plugin.clone();
-        let wasi = wasi_ctx(settings)?;
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCES);
-        let state = CallState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            outbound: OutboundHttp {
-                plugin: plugin.clone(),
-                hosts: settings.hosts.clone(),
-                timeout: settings.network_timeout,
-            },
-            table,
-            limiter: CallLimiter::new(settings.memory_bytes),
-            watchdog: Watchdog {
-                progress,
-                seen: 0,
-                idle_since: Instant::now(),
-                in_host_since: None,
-                limit: settings.deadline,
-                expired: false,
-            },
-        };
-        let mut store = wasmtime::Store::new(engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.call_hook(|mut ctx, hook| {
-            ctx.data_mut().watchdog.on_call_hook(hook);
-            Ok(())
-        });
-        let slice = slice_ticks(settings.deadline);
-        // With epochs on, a store's deadline is otherwise already due: set it every time.
-        store.set_epoch_deadline(slice);
-        store.epoch_deadline_callback(move |mut ctx| {
-            if ctx.data_mut().watchdog.expired_now() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(slice))
-            }
-        });
         match pre.instantiate_async(&mut store).await {
             Ok(driver) => Ok(Call {
                 store,
@@ -241,8 +203,59 @@ impl Call {
     }
 }
 
+/// A fresh `Store` for one call with the plugin's grants, memory cap and deadline, the call
+/// counted. [`Call::start`] instantiates a store driver in it; plugins with bindings of their
+/// own (validators) instantiate theirs and map failures with [`fault`].
+pub(crate) fn new_store(
+    engine: &Engine,
+    settings: &CallSettings,
+    stats: &Arc<CallStats>,
+    progress: Arc<AtomicU64>,
+) -> Result<wasmtime::Store<CallState>, StoreError> {
+    stats.record_call();
+    let wasi = wasi_ctx(settings)?;
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    let state = CallState {
+        wasi,
+        http: WasiHttpCtx::new(),
+        outbound: OutboundHttp {
+            plugin: settings.plugin.clone(),
+            hosts: settings.hosts.clone(),
+            timeout: settings.network_timeout,
+        },
+        table,
+        limiter: CallLimiter::new(settings.memory_bytes),
+        watchdog: Watchdog {
+            progress,
+            seen: 0,
+            idle_since: Instant::now(),
+            in_host_since: None,
+            limit: settings.deadline,
+            expired: false,
+        },
+    };
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.call_hook(|mut ctx, hook| {
+        ctx.data_mut().watchdog.on_call_hook(hook);
+        Ok(())
+    });
+    let slice = slice_ticks(settings.deadline);
+    // With epochs on, a store's deadline is otherwise already due: set it every time.
+    store.set_epoch_deadline(slice);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if ctx.data_mut().watchdog.expired_now() {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(slice))
+        }
+    });
+    Ok(store)
+}
+
 /// Classifies, counts and logs the failure of a call.
-fn fault(
+pub(crate) fn fault(
     plugin: &Arc<str>,
     state: &CallState,
     stats: &CallStats,

@@ -17,6 +17,7 @@ mod cache;
 mod call;
 mod outbound;
 mod streams;
+mod validator;
 mod wasm_store;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use cache::ComponentCache;
 use call::{CallState, TICK};
 
+pub use validator::{
+    BUILTIN_VALIDATORS, VALIDATOR_METADEF, VALIDATOR_WIT, ValidationInput, ValidatorChange,
+    ValidatorChangeOp, ValidatorNamespace, ValidatorProperty, ValidatorPropertyDefinition,
+    ValidatorSpec, ValidatorStatus, ValidatorVersion, Violation, WasmValidator, validator_source,
+};
 pub use wasm_store::{PluginStatus, PluginTotals, PluginVersion, STORE_WIT, WasmStore};
 
 /// The built-in file store component (`plugins/store-fs`), embedded in the binary so

@@ -60,7 +60,10 @@ pub enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
     /// Exactly `length` bytes spliced from a host input-stream; fewer is an error.
-    Stream { from: &'a InputStream, length: u64 },
+    Stream {
+        from: &'a InputStream,
+        length: u64,
+    },
 }
 
 impl Body<'_> {
@@ -228,8 +231,12 @@ pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
         .map_err(|e| HttpError::Protocol(format!("invalid header: {e:?}")))?;
     let request = OutgoingRequest::new(headers);
     let bad = |what: &str| HttpError::Protocol(format!("invalid {what} in {}", req.url));
-    request.set_method(&req.method.wasi()).map_err(|_| bad("method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+    request
+        .set_method(&req.method.wasi())
+        .map_err(|_| bad("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|_| bad("scheme"))?;
     request
         .set_authority(Some(authority))
         .map_err(|_| bad("authority"))?;

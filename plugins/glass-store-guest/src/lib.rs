@@ -200,4 +200,3 @@ pub fn expect_end(data: &InputStream, sent: u64) -> Result<(), StoreError> {
         }
     }
 }
-

@@ -38,7 +38,9 @@ impl Driver for HttpStore {
         }
         let mut headers = Vec::new();
         if offset > 0 || length.is_some() {
-            let end = length.map(|l| (offset + l - 1).to_string()).unwrap_or_default();
+            let end = length
+                .map(|l| (offset + l - 1).to_string())
+                .unwrap_or_default();
             headers.push(("range".to_string(), format!("bytes={offset}-{end}")));
         }
         let response = http::send(
@@ -94,7 +96,9 @@ impl Driver for HttpStore {
 /// The location as an http(s) URL, or `InvalidLocation`.
 fn checked(location: &str) -> Result<&str, StoreError> {
     let ok = (location.starts_with("http://") || location.starts_with("https://"))
-        && !location.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !location
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(location)
     } else {

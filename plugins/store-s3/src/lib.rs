@@ -19,9 +19,8 @@ mod sigv4;
 use glass_store_guest::bindings::wasi::clocks::wall_clock;
 use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
 use glass_store_guest::{
-    Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored,
-    bool_setting, check_image_id, expect_end, number_setting, read_up_to, required_setting,
-    setting, truncate,
+    Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, bool_setting,
+    check_image_id, expect_end, number_setting, read_up_to, required_setting, setting, truncate,
 };
 
 struct S3Store;
@@ -46,7 +45,9 @@ struct Config {
 }
 
 fn config() -> Result<Config, StoreError> {
-    let endpoint = required_setting("endpoint")?.trim_end_matches('/').to_owned();
+    let endpoint = required_setting("endpoint")?
+        .trim_end_matches('/')
+        .to_owned();
     if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
         return Err(StoreError::Other(format!(
             "setting endpoint must be an http(s) URL: {endpoint:?}"
@@ -140,7 +141,8 @@ impl Config {
             region: &self.region,
             amz_date: &amz_date,
         });
-        let mut all: Vec<(String, String)> = signed.into_iter().filter(|(k, _)| k != "host").collect();
+        let mut all: Vec<(String, String)> =
+            signed.into_iter().filter(|(k, _)| k != "host").collect();
         all.push(("authorization".into(), authorization));
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let query = sigv4::canonical_query(&query);
@@ -226,7 +228,13 @@ impl Config {
         size: Option<u64>,
         first: Option<Vec<u8>>,
     ) -> Result<u64, StoreError> {
-        let r = self.send(Method::Post, Some(key), &[("uploads", "")], &[], Body::Empty)?;
+        let r = self.send(
+            Method::Post,
+            Some(key),
+            &[("uploads", "")],
+            &[],
+            Body::Empty,
+        )?;
         if r.status != 200 {
             return Err(s3_error(r));
         }
@@ -396,7 +404,11 @@ impl Driver for S3Store {
         }
     }
 
-    fn add(image_id: String, data: InputStream, size_hint: Option<u64>) -> Result<Stored, StoreError> {
+    fn add(
+        image_id: String,
+        data: InputStream,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError> {
         check_image_id(&image_id)?;
         let cfg = config()?;
         let key = format!("{}{image_id}", cfg.prefix);
@@ -406,7 +418,13 @@ impl Driver for S3Store {
         }
         let size = match size_hint {
             Some(size) if size <= cfg.threshold => {
-                cfg.put_object(&key, Body::Stream { from: &data, length: size })?;
+                cfg.put_object(
+                    &key,
+                    Body::Stream {
+                        from: &data,
+                        length: size,
+                    },
+                )?;
                 if let Err(e) = expect_end(&data, size) {
                     let _ = cfg.delete_object(&key);
                     return Err(e);
@@ -443,7 +461,9 @@ impl Driver for S3Store {
         }
         let mut headers = Vec::new();
         if offset > 0 || length.is_some() {
-            let end = length.map(|l| (offset + l - 1).to_string()).unwrap_or_default();
+            let end = length
+                .map(|l| (offset + l - 1).to_string())
+                .unwrap_or_default();
             headers.push(("range", format!("bytes={offset}-{end}")));
         }
         let r = cfg.send(Method::Get, Some(key), &[], &headers, Body::Empty)?;
@@ -480,12 +500,19 @@ impl Driver for S3Store {
         check_image_id(&image_id)?;
         let cfg = config()?;
         let key = format!("{}{image_id}", cfg.prefix);
-        let r = cfg.send(Method::Get, None, &[("prefix", &key), ("uploads", "")], &[], Body::Empty)?;
+        let r = cfg.send(
+            Method::Get,
+            None,
+            &[("prefix", &key), ("uploads", "")],
+            &[],
+            Body::Empty,
+        )?;
         match r.status {
             200 => {
                 let xml = String::from_utf8_lossy(&r.read_to_vec(1 << 20)?).into_owned();
                 for upload in xml_blocks(&xml, "Upload") {
-                    if let (Some(k), Some(id)) = (xml_value(upload, "Key"), xml_value(upload, "UploadId"))
+                    if let (Some(k), Some(id)) =
+                        (xml_value(upload, "Key"), xml_value(upload, "UploadId"))
                         && k == key
                     {
                         cfg.abort(&key, &id);

@@ -40,10 +40,8 @@ pub struct Signing<'a> {
 
 /// The canonical query string: each name and value URI-encoded (`/` too), sorted.
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| (encode(k), encode(v)))
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        query.iter().map(|(k, v)| (encode(k), encode(v))).collect();
     pairs.sort();
     pairs
         .iter()
@@ -142,12 +140,12 @@ mod tests {
     #[test]
     fn aws_get_object_example() {
         let headers = vec![
-            ("host".to_string(), "examplebucket.s3.amazonaws.com".to_string()),
-            ("range".to_string(), "bytes=0-9".to_string()),
             (
-                "x-amz-content-sha256".to_string(),
-                sha256_hex(b""),
+                "host".to_string(),
+                "examplebucket.s3.amazonaws.com".to_string(),
             ),
+            ("range".to_string(), "bytes=0-9".to_string()),
+            ("x-amz-content-sha256".to_string(), sha256_hex(b"")),
             ("x-amz-date".to_string(), "20130524T000000Z".to_string()),
         ];
         let empty = sha256_hex(b"");
@@ -180,6 +178,9 @@ mod tests {
             ("partNumber".to_string(), "2".to_string()),
             ("uploads".to_string(), String::new()),
         ];
-        assert_eq!(canonical_query(&q), "partNumber=2&uploadId=a%2Fb%20c&uploads=");
+        assert_eq!(
+            canonical_query(&q),
+            "partNumber=2&uploadId=a%2Fb%20c&uploads="
+        );
     }
 }

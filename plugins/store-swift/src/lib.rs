@@ -25,9 +25,8 @@ use glass_store_guest::bindings::wasi::filesystem::types::{
 };
 use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
 use glass_store_guest::{
-    Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored,
-    bool_setting, check_image_id, expect_end, number_setting, read_up_to, required_setting,
-    setting, truncate,
+    Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, bool_setting,
+    check_image_id, expect_end, number_setting, read_up_to, required_setting, setting, truncate,
 };
 use serde_json::{Value, json};
 
@@ -58,7 +57,9 @@ struct Config {
 fn config() -> Result<Config, StoreError> {
     Ok(Config {
         auth_version: number_setting("auth_version", 1)?,
-        auth_url: required_setting("auth_url")?.trim_end_matches('/').to_owned(),
+        auth_url: required_setting("auth_url")?
+            .trim_end_matches('/')
+            .to_owned(),
         user: required_setting("user")?,
         key: required_setting("key")?,
         project: setting("project_name"),
@@ -89,13 +90,21 @@ fn now() -> u64 {
 
 /// The granted directory, if any (for the token cache).
 fn state_dir() -> Option<Descriptor> {
-    preopens::get_directories().into_iter().next().map(|(d, _)| d)
+    preopens::get_directories()
+        .into_iter()
+        .next()
+        .map(|(d, _)| d)
 }
 
 fn load_session() -> Option<Session> {
     let dir = state_dir()?;
     let file = dir
-        .open_at(PathFlags::empty(), TOKEN_FILE, OpenFlags::empty(), DescriptorFlags::READ)
+        .open_at(
+            PathFlags::empty(),
+            TOKEN_FILE,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
         .ok()?;
     let (bytes, _) = file.read(64 * 1024, 0).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
@@ -229,7 +238,11 @@ impl Config {
                         .as_deref()
                         .is_none_or(|r| e["region"] == r || e["region_id"] == r)
             })
-            .and_then(|e| e["url"].as_str().map(|u| u.trim_end_matches('/').to_owned()))
+            .and_then(|e| {
+                e["url"]
+                    .as_str()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+            })
             .or_else(|| self.storage_url.clone())
             .ok_or_else(|| StoreError::Other("no object-store endpoint in the catalog".into()))?;
         let expires_at = v["token"]["expires_at"]
@@ -302,7 +315,11 @@ impl Config {
     }
 
     fn object_path(&self, container: &str, object: &str) -> String {
-        format!("{}/{}", uri_encode(container, true), uri_encode(object, false))
+        format!(
+            "{}/{}",
+            uri_encode(container, true),
+            uri_encode(object, false)
+        )
     }
 
     fn segments_container(&self) -> String {
@@ -362,7 +379,10 @@ impl Config {
                         if length == 0 && !segments.is_empty() {
                             break;
                         }
-                        (length, self.put(&path, Body::Stream { from: data, length })?)
+                        (
+                            length,
+                            self.put(&path, Body::Stream { from: data, length })?,
+                        )
                     }
                     None => {
                         let part = read_up_to(data, self.segment_size)?;
@@ -447,7 +467,10 @@ fn parse_iso8601(s: &str) -> Option<u64> {
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.trim_end_matches('Z').split(':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
     let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
     // Days from civil (H. Hinnant's method).
     let y = if m <= 2 { y - 1 } else { y };
@@ -472,7 +495,11 @@ impl Driver for SwiftStore {
         }
     }
 
-    fn add(image_id: String, data: InputStream, size_hint: Option<u64>) -> Result<Stored, StoreError> {
+    fn add(
+        image_id: String,
+        data: InputStream,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError> {
         check_image_id(&image_id)?;
         let cfg = config()?;
         cfg.ensure_container(&cfg.container)?;
@@ -482,7 +509,13 @@ impl Driver for SwiftStore {
         }
         let size = match size_hint {
             Some(size) if size <= cfg.large_object_size => {
-                cfg.put(&path, Body::Stream { from: &data, length: size })?;
+                cfg.put(
+                    &path,
+                    Body::Stream {
+                        from: &data,
+                        length: size,
+                    },
+                )?;
                 if let Err(e) = expect_end(&data, size) {
                     let _ = cfg.delete_path(&path);
                     return Err(e);
@@ -510,7 +543,9 @@ impl Driver for SwiftStore {
         }
         let mut headers = Vec::new();
         if offset > 0 || length.is_some() {
-            let end = length.map(|l| (offset + l - 1).to_string()).unwrap_or_default();
+            let end = length
+                .map(|l| (offset + l - 1).to_string())
+                .unwrap_or_default();
             headers.push(("range", format!("bytes={offset}-{end}")));
         }
         let path = cfg.object_path(&cfg.container, object);
@@ -555,7 +590,11 @@ impl Driver for SwiftStore {
         let path = cfg.object_path(&cfg.container, &image_id);
         if let Some(head) = cfg.head(&path)? {
             let slo = head.header("x-static-large-object").is_some();
-            let suffix = if slo { "?multipart-manifest=delete" } else { "" };
+            let suffix = if slo {
+                "?multipart-manifest=delete"
+            } else {
+                ""
+            };
             cfg.delete_path(&format!("{path}{suffix}"))?;
         }
         // Segments a dead upload left behind.
@@ -572,8 +611,8 @@ impl Driver for SwiftStore {
         )?;
         match list.status {
             200 => {
-                let names: Value = serde_json::from_slice(&list.read_to_vec(4 << 20)?)
-                    .unwrap_or(Value::Null);
+                let names: Value =
+                    serde_json::from_slice(&list.read_to_vec(4 << 20)?).unwrap_or(Value::Null);
                 for name in names.as_array().into_iter().flatten() {
                     if let Some(name) = name["name"].as_str() {
                         cfg.delete_path(&cfg.object_path(&seg, name))?;

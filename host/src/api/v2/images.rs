@@ -66,6 +66,7 @@ pub async fn create(
         properties::set(&mut image, name, value, &who)?;
     }
     check_quotas(&state, &image)?;
+    crate::validators::check_create(&state, &image, &fields).await?;
     let image = state.registry.create_image(image).await?;
     tracing::info!(image = %image.id, "image created");
     let mut response = (StatusCode::CREATED, Json(image_body(&image))).into_response();
@@ -118,6 +119,7 @@ pub async fn update(
         .ok_or_else(|| ApiError::PatchMediaType(media_type.to_string()))?;
     let id = parse_image_id(&id)?;
     let changes = patch::parse(&json_body(&body)?, dialect)?;
+    crate::validators::check_patch(&state, &who, id, &changes).await?;
     let image = modify_image(&state, &who, id, |image| {
         check_owner(&who, image, "modify_image")?;
         for change in &changes {
