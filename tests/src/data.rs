@@ -1,10 +1,15 @@
 //! Image-data helpers shared by the black-box tests: deterministic bytes, images ready for
 //! upload, uploads and downloads through the API.
 
+use std::path::PathBuf;
+
+use glass_host::config::StoreConfig;
+use glass_registry::Location;
 use reqwest::Method;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::Client;
+use crate::{Client, TestServer};
 
 /// `len` deterministic pseudo-random bytes (xorshift), different for each `seed`.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -64,4 +69,42 @@ pub async fn get_file(client: &Client, id: &str) -> (u16, Result<Vec<u8>, String
     let status = r.status().as_u16();
     let body = r.bytes().await.map(|b| b.to_vec());
     (status, body.map_err(|e| e.to_string()))
+}
+
+/// A file store `id` in `<data_dir>/<id>`, with a weight and the default flag.
+pub fn fs_store(id: &str, weight: i64, default: bool) -> StoreConfig {
+    StoreConfig {
+        id: id.into(),
+        default,
+        weight,
+        description: Some(format!("file store {id}")),
+        directory: Some(PathBuf::from(id)),
+        ..StoreConfig::default_fs()
+    }
+}
+
+/// Copies an image's data into `store` behind the API's back and records the location (as
+/// copy-image will): the image then has one more copy. `blake3` is left unset, so an audit
+/// checks that copy against the image's sha512.
+pub async fn add_copy(server: &TestServer, id: &str, store: &str, data: &[u8]) {
+    let uuid: Uuid = id.parse().unwrap();
+    let target = server.state.stores.get(store).unwrap().clone();
+    let stored = target
+        .add(uuid, Box::pin(std::io::Cursor::new(data.to_vec())), None)
+        .await
+        .unwrap();
+    let mut image = server
+        .state
+        .registry
+        .get_image(uuid)
+        .await
+        .unwrap()
+        .unwrap();
+    image.locations.push(Location {
+        url: stored.location,
+        metadata: Default::default(),
+        store: store.into(),
+        blake3: None,
+    });
+    server.state.registry.update_image(image).await.unwrap();
 }

@@ -183,6 +183,19 @@ pub fn glass_binary() -> PathBuf {
     bin
 }
 
+/// Runs the `glass` binary with `args` to completion: (success, stdout, stderr).
+pub fn run_glass(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(glass_binary())
+        .args(args)
+        .output()
+        .expect("run glass");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The real `glass` binary serving from a data directory, on an ephemeral port.
 pub struct GlassProcess {
     pub child: tokio::process::Child,

@@ -1,24 +1,9 @@
 //! The data auditor: a byte flipped in a store's backend, or a copy gone, is found, recorded
 //! on the copy (admins only), counted in metrics, and never served while a good copy exists.
 
-use std::path::PathBuf;
-
-use glass_host::config::StoreConfig;
-use glass_registry::Location;
 use glass_tests::TestServer;
-use glass_tests::data::{get_file, new_image, pseudo_random, put_file};
+use glass_tests::data::{add_copy, fs_store, get_file, new_image, pseudo_random, put_file};
 use reqwest::Method;
-use uuid::Uuid;
-
-fn fs_store(id: &str, weight: i64, default: bool) -> StoreConfig {
-    StoreConfig {
-        id: id.into(),
-        default,
-        weight,
-        directory: Some(PathBuf::from(id)),
-        ..StoreConfig::default_fs()
-    }
-}
 
 #[tokio::test]
 async fn auditor_flags_a_flipped_byte_and_downloads_avoid_the_copy() {
@@ -61,26 +46,7 @@ async fn auditor_flags_a_flipped_byte_and_downloads_avoid_the_copy() {
     assert_eq!(get_file(&admin, &id).await.0, 503);
 
     // With a good copy elsewhere, that one is served even though `main` weighs more.
-    let uuid: Uuid = id.parse().unwrap();
-    let spare = server.state.stores.get("spare").unwrap().clone();
-    let stored = spare
-        .add(uuid, Box::pin(std::io::Cursor::new(data.clone())), None)
-        .await
-        .unwrap();
-    let mut record = server
-        .state
-        .registry
-        .get_image(uuid)
-        .await
-        .unwrap()
-        .unwrap();
-    record.locations.push(Location {
-        url: stored.location,
-        metadata: Default::default(),
-        store: "spare".into(),
-        blake3: None, // checked against the image's sha512 instead
-    });
-    server.state.registry.update_image(record).await.unwrap();
+    add_copy(&server, &id, "spare", &data).await;
     let (status, body) = get_file(&admin, &id).await;
     let body = body.unwrap();
     assert_eq!((status, body.len()), (200, data.len()));

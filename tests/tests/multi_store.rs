@@ -6,24 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use glass_host::config::StoreConfig;
-use glass_registry::Location;
-use glass_tests::data::{get_file, new_image, pseudo_random, put_file, put_file_to};
+use glass_tests::data::{
+    add_copy, fs_store, get_file, new_image, pseudo_random, put_file, put_file_to,
+};
 use glass_tests::{Client, TestServer};
 use reqwest::Method;
 use serde_json::Value;
-use uuid::Uuid;
-
-fn fs_store(id: &str, weight: i64, default: bool) -> StoreConfig {
-    StoreConfig {
-        id: id.into(),
-        default,
-        weight,
-        description: Some(format!("file store {id}")),
-        directory: Some(PathBuf::from(id)),
-        ..StoreConfig::default_fs()
-    }
-}
 
 /// Two file stores: `fast` (weight 100) and `slow` (weight 10, the default).
 async fn two_stores() -> TestServer {
@@ -32,31 +20,6 @@ async fn two_stores() -> TestServer {
         c.stores = vec![fs_store("fast", 100, false), fs_store("slow", 10, true)];
     })
     .await
-}
-
-/// Copies an image's data into `store` behind the API's back and records the location, as
-/// copy-image will: the image then has a copy in each store.
-async fn add_copy(server: &TestServer, id: &str, store: &str, data: &[u8]) {
-    let uuid: Uuid = id.parse().unwrap();
-    let target = server.state.stores.get(store).unwrap().clone();
-    let stored = target
-        .add(uuid, Box::pin(std::io::Cursor::new(data.to_vec())), None)
-        .await
-        .unwrap();
-    let mut image = server
-        .state
-        .registry
-        .get_image(uuid)
-        .await
-        .unwrap()
-        .unwrap();
-    image.locations.push(Location {
-        url: stored.location,
-        metadata: Default::default(),
-        store: store.into(),
-        blake3: None,
-    });
-    server.state.registry.update_image(image).await.unwrap();
 }
 
 fn data_file(server: &TestServer, store: &str, id: &str) -> PathBuf {

@@ -275,18 +275,7 @@ async fn plugins_cli_lists_loads_and_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let glass = GlassProcess::start(dir.path(), None).await;
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(glass_binary())
-            .arg("plugins")
-            .arg("--url")
-            .arg(&glass.url)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        glass_tests::run_glass(&[&["plugins", "--url", glass.url.as_str()], args].concat())
     };
     let (ok, stdout, stderr) = cli(&["list"]);
     assert!(ok, "{stderr}");

@@ -5,20 +5,11 @@
 use std::process::Command;
 
 use glass_tests::data::{pseudo_random, put_file};
-use glass_tests::{Client, GlassProcess, glass_binary};
+use glass_tests::{Client, GlassProcess};
 use serde_json::{Value, json};
 
 fn replicate(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(glass_binary())
-        .arg("replicate")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    glass_tests::run_glass(&[&["replicate"], args].concat())
 }
 
 /// Images of every kind the replicator must carry: active with data, tags and properties;

@@ -351,3 +351,38 @@ pub fn uri_encode(s: &str, encode_slash: bool) -> String {
     }
     out
 }
+
+/// The `Range` header value for `length` bytes from `offset` (to the end if `None`), or
+/// `None` when the whole object is wanted.
+pub fn range(offset: u64, length: Option<u64>) -> Option<String> {
+    (offset > 0 || length.is_some()).then(|| {
+        let end = length
+            .map(|l| (offset + l - 1).to_string())
+            .unwrap_or_default();
+        format!("bytes={offset}-{end}")
+    })
+}
+
+/// What a ranged GET delivered.
+pub enum Ranged {
+    /// The bytes went into the sink (0 when the range starts past the end: 416).
+    Done(u64),
+    /// Any other answer (errors, and a 200 to a request that did not start at 0: the server
+    /// ignored the range), for the driver to map.
+    Refused(Response),
+}
+
+/// Streams the answer to a GET sent with [`range`]`(offset, length)` into `sink`.
+pub fn splice_ranged(
+    response: Response,
+    offset: u64,
+    length: Option<u64>,
+    sink: &OutputStream,
+) -> Result<Ranged, HttpError> {
+    match response.status {
+        206 => Ok(Ranged::Done(response.splice_to(sink, length)?)),
+        200 if offset == 0 => Ok(Ranged::Done(response.splice_to(sink, length)?)),
+        416 => Ok(Ranged::Done(0)),
+        _ => Ok(Ranged::Refused(response)),
+    }
+}

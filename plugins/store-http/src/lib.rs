@@ -2,7 +2,7 @@
 //! itself; `size` asks with HEAD, `get` streams with a `Range` request. The host must grant
 //! the URLs' `host:port`s. `add` and `delete` are refused.
 
-use glass_store_guest::http::{self, Body, Method, Request};
+use glass_store_guest::http::{self, Body, Method, Ranged, Request};
 use glass_store_guest::{
     Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, truncate,
 };
@@ -36,13 +36,9 @@ impl Driver for HttpStore {
         if length == Some(0) {
             return Ok(0);
         }
-        let mut headers = Vec::new();
-        if offset > 0 || length.is_some() {
-            let end = length
-                .map(|l| (offset + l - 1).to_string())
-                .unwrap_or_default();
-            headers.push(("range".to_string(), format!("bytes={offset}-{end}")));
-        }
+        let headers = http::range(offset, length)
+            .map(|r| vec![("range".to_string(), r)])
+            .unwrap_or_default();
         let response = http::send(
             &Request {
                 method: Method::Get,
@@ -51,17 +47,15 @@ impl Driver for HttpStore {
             },
             Body::Empty,
         )?;
-        match response.status {
-            206 => Ok(response.splice_to(&sink, length)?),
-            200 if offset == 0 => Ok(response.splice_to(&sink, length)?),
-            // A server that ignores ranges answers 200 with the whole body: refuse rather
-            // than stream it all to skip the start.
-            200 => Err(StoreError::Unavailable(format!(
+        match http::splice_ranged(response, offset, length, &sink)? {
+            Ranged::Done(n) => Ok(n),
+            // A server that ignores ranges answers 200 with the whole body: refused rather
+            // than streamed from the start just to skip it.
+            Ranged::Refused(r) if r.status == 200 => Err(StoreError::Unavailable(format!(
                 "{} ignored the range request",
                 truncate(url)
             ))),
-            416 => Ok(0),
-            status => Err(status_error(status, url)),
+            Ranged::Refused(r) => Err(status_error(r.status, url)),
         }
     }
 

@@ -6,10 +6,11 @@
 //! `part_size_mb` (16, at least 5), `large_object_threshold_mb` (= part size), `create_bucket`
 //! (false), `prefix` (none).
 //!
-//! - An image of known size up to the threshold is one streamed PUT; a larger one, or one of
-//!   unknown size, a multipart upload. With the size known each part is streamed with its
-//!   exact length (bytes never enter guest memory); with the size unknown one part at a time
-//!   is buffered, so the store's memory cap must exceed the part size. A failed multipart
+//! - An image of known size up to the threshold is read, then sent in one PUT (a PUT whose
+//!   body breaks off can leave an object behind on some servers); a larger one, or one of
+//!   unknown size, is a multipart upload. With the size known each part is streamed with its
+//!   exact length (bytes never enter guest memory); otherwise one part at a time is
+//!   buffered, so the store's memory cap must exceed the part size. A failed multipart
 //!   upload is aborted.
 //! - Locations are `s3://<bucket>/<key>` with key = prefix + image id; anything else, or
 //!   another bucket, is refused before any request.
@@ -17,7 +18,9 @@
 mod sigv4;
 
 use glass_store_guest::bindings::wasi::clocks::wall_clock;
-use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
+use glass_store_guest::http::{
+    self, Body, HttpError, Method, Ranged, Request, Response, uri_encode,
+};
 use glass_store_guest::{
     Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, bool_setting,
     check_image_id, expect_end, number_setting, read_up_to, required_setting, setting, truncate,
@@ -418,17 +421,18 @@ impl Driver for S3Store {
         }
         let size = match size_hint {
             Some(size) if size <= cfg.threshold => {
-                cfg.put_object(
-                    &key,
-                    Body::Stream {
-                        from: &data,
-                        length: size,
-                    },
-                )?;
-                if let Err(e) = expect_end(&data, size) {
-                    let _ = cfg.delete_object(&key);
-                    return Err(e);
+                // Read first, send after: a PUT whose body breaks off can still leave an
+                // object behind on some servers (SeaweedFS, shortly after), while a failed
+                // part of a multipart upload never does. At most one part is buffered.
+                let bytes = read_up_to(&data, size)?;
+                if (bytes.len() as u64) < size {
+                    return Err(StoreError::Other(format!(
+                        "the data ended after {} of {size} bytes",
+                        bytes.len()
+                    )));
                 }
+                expect_end(&data, size)?;
+                cfg.put_object(&key, Body::Bytes(&bytes))?;
                 size
             }
             Some(size) => cfg.multipart(&key, &data, Some(size), None)?,
@@ -459,19 +463,13 @@ impl Driver for S3Store {
         if length == Some(0) {
             return Ok(0);
         }
-        let mut headers = Vec::new();
-        if offset > 0 || length.is_some() {
-            let end = length
-                .map(|l| (offset + l - 1).to_string())
-                .unwrap_or_default();
-            headers.push(("range", format!("bytes={offset}-{end}")));
-        }
+        let headers: Vec<(&str, String)> = http::range(offset, length)
+            .map(|r| vec![("range", r)])
+            .unwrap_or_default();
         let r = cfg.send(Method::Get, Some(key), &[], &headers, Body::Empty)?;
-        match r.status {
-            200 if offset == 0 => Ok(r.splice_to(&sink, length)?),
-            206 => Ok(r.splice_to(&sink, length)?),
-            416 => Ok(0),
-            _ => Err(s3_error(r)),
+        match http::splice_ranged(r, offset, length, &sink)? {
+            Ranged::Done(n) => Ok(n),
+            Ranged::Refused(r) => Err(s3_error(r)),
         }
     }
 

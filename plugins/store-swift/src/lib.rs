@@ -23,7 +23,9 @@ use glass_store_guest::bindings::wasi::filesystem::preopens;
 use glass_store_guest::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, OpenFlags, PathFlags,
 };
-use glass_store_guest::http::{self, Body, HttpError, Method, Request, Response, uri_encode};
+use glass_store_guest::http::{
+    self, Body, HttpError, Method, Ranged, Request, Response, uri_encode,
+};
 use glass_store_guest::{
     Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, bool_setting,
     check_image_id, expect_end, number_setting, read_up_to, required_setting, setting, truncate,
@@ -541,20 +543,14 @@ impl Driver for SwiftStore {
         if length == Some(0) {
             return Ok(0);
         }
-        let mut headers = Vec::new();
-        if offset > 0 || length.is_some() {
-            let end = length
-                .map(|l| (offset + l - 1).to_string())
-                .unwrap_or_default();
-            headers.push(("range", format!("bytes={offset}-{end}")));
-        }
+        let headers: Vec<(&str, String)> = http::range(offset, length)
+            .map(|r| vec![("range", r)])
+            .unwrap_or_default();
         let path = cfg.object_path(&cfg.container, object);
         let r = cfg.send(Method::Get, &path, &headers, Body::Empty)?;
-        match r.status {
-            200 if offset == 0 => Ok(r.splice_to(&sink, length)?),
-            206 => Ok(r.splice_to(&sink, length)?),
-            416 => Ok(0),
-            status => Err(swift_error(status, r, "GET")),
+        match http::splice_ranged(r, offset, length, &sink)? {
+            Ranged::Done(n) => Ok(n),
+            Ranged::Refused(r) => Err(swift_error(r.status, r, "GET")),
         }
     }
 
