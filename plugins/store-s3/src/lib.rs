@@ -15,8 +15,6 @@
 //! - Locations are `s3://<bucket>/<key>` with key = prefix + image id; anything else, or
 //!   another bucket, is refused before any request.
 
-mod sigv4;
-
 use glass_store_guest::bindings::wasi::clocks::wall_clock;
 use glass_store_guest::http::{
     self, Body, HttpError, Method, Ranged, Request, Response, uri_encode,
@@ -122,18 +120,18 @@ impl Config {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let payload_hash = match &body {
-            Body::Empty => sigv4::sha256_hex(b""),
-            Body::Bytes(b) => sigv4::sha256_hex(b),
-            Body::Stream { .. } => sigv4::UNSIGNED_PAYLOAD.to_owned(),
+            Body::Empty => s3_wire::sigv4::sha256_hex(b""),
+            Body::Bytes(b) => s3_wire::sigv4::sha256_hex(b),
+            Body::Stream { .. } => s3_wire::sigv4::UNSIGNED_PAYLOAD.to_owned(),
         };
         let now = wall_clock::now().seconds;
-        let amz_date = sigv4::amz_date(now);
+        let amz_date = s3_wire::sigv4::amz_date(now);
         let signed = vec![
             ("host".to_string(), host.clone()),
             ("x-amz-content-sha256".to_string(), payload_hash.clone()),
             ("x-amz-date".to_string(), amz_date.clone()),
         ];
-        let authorization = sigv4::authorization(&sigv4::Signing {
+        let authorization = s3_wire::sigv4::authorization(&s3_wire::sigv4::Signing {
             method: method.as_str(),
             path: &path,
             query: &query,
@@ -148,7 +146,7 @@ impl Config {
             signed.into_iter().filter(|(k, _)| k != "host").collect();
         all.push(("authorization".into(), authorization));
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let query = sigv4::canonical_query(&query);
+        let query = s3_wire::sigv4::canonical_query(&query);
         let url = format!(
             "{scheme}://{host}{path}{}{query}",
             if query.is_empty() { "" } else { "?" }
@@ -242,7 +240,7 @@ impl Config {
             return Err(s3_error(r));
         }
         let xml = String::from_utf8_lossy(&r.read_to_vec(64 * 1024)?).into_owned();
-        let upload_id = xml_value(&xml, "UploadId")
+        let upload_id = s3_wire::xml::value(&xml, "UploadId")
             .ok_or_else(|| StoreError::Other("CreateMultipartUpload gave no UploadId".into()))?;
         match self.upload_parts(key, &upload_id, data, size, first) {
             Ok(total) => Ok(total),
@@ -327,7 +325,7 @@ impl Config {
         if body.contains("<Error>") {
             return Err(StoreError::Other(format!(
                 "CompleteMultipartUpload failed: {}",
-                xml_value(&body, "Message").unwrap_or(body)
+                s3_wire::xml::value(&body, "Message").unwrap_or(body)
             )));
         }
         Ok(total)
@@ -344,43 +342,12 @@ fn etag(r: Response) -> Result<String, StoreError> {
         .ok_or_else(|| StoreError::Other("UploadPart gave no ETag".into()))
 }
 
-/// The text of the first `<tag>…</tag>`, XML entities decoded.
-fn xml_value(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&format!("</{tag}>"))?;
-    Some(
-        xml[start..end]
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
-}
-
-/// Every `<tag>…</tag>` block's text.
-fn xml_blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let from = start + open.len();
-        let Some(len) = rest[from..].find(&close) else {
-            break;
-        };
-        out.push(&rest[from..from + len]);
-        rest = &rest[from + len + close.len()..];
-    }
-    out
-}
-
 /// An S3 error answer as a store error, with S3's code and message.
 fn s3_error(r: Response) -> StoreError {
     let status = r.status;
     let body = r.text();
-    let code = xml_value(&body, "Code").unwrap_or_default();
-    let message = xml_value(&body, "Message").unwrap_or_default();
+    let code = s3_wire::xml::value(&body, "Code").unwrap_or_default();
+    let message = s3_wire::xml::value(&body, "Message").unwrap_or_default();
     let what = if code.is_empty() {
         format!("S3 answered {status}")
     } else {
@@ -508,10 +475,11 @@ impl Driver for S3Store {
         match r.status {
             200 => {
                 let xml = String::from_utf8_lossy(&r.read_to_vec(1 << 20)?).into_owned();
-                for upload in xml_blocks(&xml, "Upload") {
-                    if let (Some(k), Some(id)) =
-                        (xml_value(upload, "Key"), xml_value(upload, "UploadId"))
-                        && k == key
+                for upload in s3_wire::xml::blocks(&xml, "Upload") {
+                    if let (Some(k), Some(id)) = (
+                        s3_wire::xml::value(upload, "Key"),
+                        s3_wire::xml::value(upload, "UploadId"),
+                    ) && k == key
                     {
                         cfg.abort(&key, &id);
                     }
@@ -521,20 +489,5 @@ impl Driver for S3Store {
             _ => return Err(s3_error(r)),
         }
         cfg.delete_object(&key)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml_helpers() {
-        let xml = "<R><UploadId>a&amp;b</UploadId><Upload><Key>k1</Key><UploadId>1</UploadId></Upload>\
-                   <Upload><Key>k2</Key><UploadId>2</UploadId></Upload></R>";
-        assert_eq!(xml_value(xml, "UploadId").as_deref(), Some("a&b"));
-        let blocks = xml_blocks(xml, "Upload");
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(xml_value(blocks[1], "Key").as_deref(), Some("k2"));
     }
 }

@@ -1,5 +1,6 @@
 //! AWS Signature Version 4 for S3 requests: canonical request, string to sign, signing key
-//! and the `Authorization` header. Pure functions, tested against AWS's published example.
+//! and the `Authorization` header. Pure functions with no WASI imports, so `scripts/test`
+//! runs their tests natively (against AWS's published example).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
