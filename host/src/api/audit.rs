@@ -20,13 +20,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn require_admin(who: &Identity) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "The auditor API requires the admin role.".into(),
-        ))
-    }
+    super::require_admin(who, "The auditor API")
 }
 
 async fn run(State(state): State<AppState>, who: Identity) -> Result<Json<Value>, ApiError> {

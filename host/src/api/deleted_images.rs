@@ -27,13 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn require_admin(who: &Identity) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Managing deleted images requires the admin role.".into(),
-        ))
-    }
+    super::require_admin(who, "Managing deleted images")
 }
 
 async fn list(State(state): State<AppState>, who: Identity) -> Result<Json<Value>, ApiError> {

@@ -19,6 +19,17 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, render_errors};
 use crate::state::AppState;
 
+/// Glass's own admin APIs (`/glass/v1/...`) are for admins only: a 403 naming what was asked.
+pub fn require_admin(who: &crate::identity::Identity, what: &str) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{what} requires the admin role."
+        )))
+    }
+}
+
 /// Parses a JSON request body, with Glance's message for malformed JSON.
 pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body)

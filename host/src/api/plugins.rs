@@ -47,13 +47,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn require_admin(who: &Identity) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Managing store plugins requires the admin role.".into(),
-        ))
-    }
+    super::require_admin(who, "Managing store plugins")
 }
 
 fn plugin(state: &AppState, store: &str) -> Result<Arc<WasmStore>, ApiError> {
