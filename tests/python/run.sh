@@ -7,7 +7,22 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bin="${GLASS_BIN:-$CARGO_TARGET_DIR/debug/glass}"
 data="$(mktemp -d)"
 log="$data/glass.log"
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
+# Two file stores, so the clients' multi-store calls have something to choose from
+# (test_stores.py); the default one is the embedded default's `fs`.
+cat > "$data/glass.toml" <<'TOML'
+[[stores]]
+id = "fs"
+driver = "store-fs"
+default = true
+directory = "images"
+
+[[stores]]
+id = "fs2"
+driver = "store-fs"
+description = "Second file store"
+directory = "images2"
+TOML
+"$bin" serve --config "$data/glass.toml" --listen 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT
 url=""
