@@ -3,6 +3,8 @@
 export GLASS_CACHE="${GLASS_CACHE:-$HOME/.cache/glass}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GLASS_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The scripts build clean clones: incremental state would only fill the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 
@@ -11,6 +13,26 @@ ensure_wasm_target() {
   if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     echo "installing the wasm32-wasip2 Rust target" >&2
     rustup target add wasm32-wasip2
+  fi
+}
+
+# Keeps the shared target dir from filling the disk: every clean clone (CI) builds the
+# workspace crates under new hashes, so their old test binaries and incremental state pile
+# up (tens of GB in a day). Deletes test executables and workspace libraries older than 12 h
+# and incremental state; dependencies stay. Free disk matters beyond the build: SeaweedFS
+# sizes its volume count from it, and with ~10 GB free it cannot hold two test buckets.
+trim_target_dir() {
+  local profile
+  for profile in debug release; do
+    [ -d "$CARGO_TARGET_DIR/$profile/deps" ] || continue
+    find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f -mmin +720 \
+      \( \( -perm -u+x ! -name '*.*' \) -o -name 'libglass_*' -o -name 'glass_*' \) -delete
+    rm -rf "$CARGO_TARGET_DIR/$profile/incremental"
+  done
+  local free_gb
+  free_gb=$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ -n "$free_gb" ] && [ "$free_gb" -lt 20 ]; then
+    echo "warning: only ${free_gb} GB free on the disk of $CARGO_TARGET_DIR" >&2
   fi
 }
 
@@ -59,6 +81,9 @@ start_backends() {
   for b in s3 swift http; do
     backend_running "$b" || GLASS_BACKENDS_STARTED+=("$b")
   done
+  # A stopped SeaweedFS starts on a fresh data dir: faster (no raft re-election) and with
+  # every volume free (the tests leave nothing there worth keeping).
+  if ! backend_running s3; then bash "$GLASS_BACKENDS_DIR/stop-s3.sh" --purge >&2; fi
   mkdir -p "$GLASS_CACHE"
   echo "starting the storage backends in the background (log: $log)" >&2
   (

@@ -64,13 +64,18 @@ fn content_key(ns: &str, name: &str) -> Vec<u8> {
 }
 
 /// A record that lives in a namespace.
-pub(crate) trait Content: Serialize + DeserializeOwned + Clone + Send + 'static {
+pub(crate) trait Content:
+    Serialize + DeserializeOwned + Clone + PartialEq + Send + 'static
+{
     const TREE: usize;
     const KIND: MetadefKind;
     fn namespace(&self) -> &str;
     fn name(&self) -> &str;
     fn set_namespace(&mut self, ns: &str);
     fn keep_created_at(&mut self, stored: &Self);
+    /// Takes `stored`'s `updated_at` when nothing else differs (a reload of the same
+    /// definition is not an update).
+    fn keep_updated_at_if_unchanged(&mut self, stored: &Self);
     fn key(&self) -> Vec<u8> {
         content_key(self.namespace(), self.name())
     }
@@ -92,6 +97,12 @@ macro_rules! content {
             }
             fn keep_created_at(&mut self, stored: &Self) {
                 self.created_at = stored.created_at;
+            }
+            fn keep_updated_at_if_unchanged(&mut self, stored: &Self) {
+                let updated_at = std::mem::replace(&mut self.updated_at, stored.updated_at);
+                if self != stored {
+                    self.updated_at = updated_at;
+                }
             }
         }
     };
@@ -259,6 +270,11 @@ impl MetadefTrees {
                     });
                 }
                 out.namespace.created_at = old.namespace.created_at;
+                let updated_at = out.namespace.updated_at;
+                out.namespace.updated_at = old.namespace.updated_at;
+                if out.namespace != old.namespace {
+                    out.namespace.updated_at = updated_at;
+                }
                 revision = old.revision + 1;
                 for (i, tree) in CONTENT_TREES.iter().enumerate() {
                     for (key, _) in &snapshot.contents[i] {
@@ -499,7 +515,7 @@ fn normalized(mut def: MetadefDefinition) -> MetadefDefinition {
 }
 
 /// Inserts `items`, refusing a name twice; a record that replaces one listed in the
-/// snapshot (`stored`) keeps its `created_at`.
+/// snapshot (`stored`) keeps its `created_at`, and its `updated_at` when it is unchanged.
 fn insert_all<C: Content>(
     t: &[TransactionalTree],
     items: &mut [C],
@@ -510,6 +526,7 @@ fn insert_all<C: Content>(
         if let Some(old) = stored(C::TREE, &key) {
             let old: C = decode_tx(&old)?;
             item.keep_created_at(&old);
+            item.keep_updated_at_if_unchanged(&old);
         }
         if t[C::TREE].insert(key, encode_tx(item)?)?.is_some() {
             return abort(duplicate(item));

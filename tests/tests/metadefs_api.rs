@@ -674,8 +674,10 @@ async fn loading_definition_files() {
         .collect();
     assert_eq!(listed, FIXTURE_NAMESPACES);
 
-    // Loading again changes nothing: no duplicates, same creation times; what the API added
-    // in between is gone (the files are the definitions).
+    // Loading again changes nothing: no duplicates, same creation and update times (a
+    // second later, so a rewritten timestamp would show); what the API added in between is
+    // gone (the files are the definitions).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     admin
         .jpost(
             &format!("{NS}/GLASS::Test::Software/objects"),
