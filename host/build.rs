@@ -24,6 +24,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("validator_metadef", "GLASS_VALIDATOR_METADEF_WASM"),
     ("validator_trap", "GLASS_FIXTURE_VALIDATOR_TRAP"),
     ("validator_spin", "GLASS_FIXTURE_VALIDATOR_SPIN"),
+    ("inspect_format", "GLASS_INSPECT_FORMAT_WASM"),
 ];
 
 fn main() {

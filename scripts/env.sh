@@ -110,3 +110,14 @@ stop_backends() {
   done
   return 0
 }
+
+# PostgreSQL's server binaries, for the registry's PostgreSQL engine tests and the two-node
+# test (each starts a throwaway cluster: registry/src/postgres/testing.rs). Installs Debian's
+# postgresql package if initdb is missing; the package's own cluster is not needed.
+ensure_postgres() {
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then return 0; fi
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then return 0; fi
+  echo "installing PostgreSQL (postgresql package)" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}

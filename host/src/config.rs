@@ -67,6 +67,48 @@ pub struct Config {
     /// Metadata validators (`[[validators]]`), called in order on image create and PATCH.
     /// None by default.
     pub validators: Vec<ValidatorConfig>,
+    /// `[registry]`: where image metadata lives (embedded sled, or PostgreSQL shared by
+    /// several nodes).
+    pub registry: RegistryConfig,
+    /// `[import]`: the interoperable image import (methods, staging, web-download filtering,
+    /// import plugins, tasks).
+    pub import: crate::import::config::ImportConfig,
+    /// `[image_format]`: disk-format inspection of image data.
+    pub image_format: crate::import::config::ImageFormatConfig,
+}
+
+/// Which registry engine holds the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistryBackend {
+    /// sled in `<data_dir>/registry`: one node.
+    #[default]
+    Sled,
+    /// PostgreSQL at `url`: any number of nodes.
+    Postgres,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    pub backend: RegistryBackend,
+    /// With `backend = "postgres"`: `postgres://user[:password]@host[:port]/db`, or libpq's
+    /// `host=… port=… user=… dbname=…` (a `host` starting with `/` is a unix socket
+    /// directory). No TLS: loopback, a unix socket or a trusted network.
+    pub url: Option<String>,
+    /// Most connections this node opens to PostgreSQL.
+    pub pool_size: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            backend: RegistryBackend::Sled,
+            url: None,
+            pool_size: 16,
+        }
+    }
 }
 
 /// What a validator's verdict does.
@@ -289,6 +331,9 @@ impl Default for Config {
             auditor: AuditorConfig::default(),
             image_cache: ImageCacheConfig::default(),
             validators: Vec::new(),
+            registry: RegistryConfig::default(),
+            import: Default::default(),
+            image_format: Default::default(),
         }
     }
 }
@@ -353,6 +398,19 @@ impl Config {
                 return Err(format!("stores: id {:?} appears twice", store.id));
             }
             store.settings_env()?;
+        }
+        match (self.registry.backend, &self.registry.url) {
+            (RegistryBackend::Postgres, None) => {
+                return Err("registry: backend = \"postgres\" needs url".into());
+            }
+            (RegistryBackend::Sled, Some(_)) => {
+                return Err("registry: url is only for backend = \"postgres\"".into());
+            }
+            _ => {}
+        }
+        self.import.validate()?;
+        if self.registry.pool_size == 0 {
+            return Err("registry: pool_size must be at least 1".into());
         }
         if self.stores.iter().filter(|s| s.default).count() > 1 {
             return Err("stores: more than one store has default = true".into());
@@ -432,6 +490,18 @@ mod tests {
         assert!(Config::parse(clash).unwrap_err().contains("store's id"));
         let bad_mode = "[[validators]]\nid = \"v\"\ncomponent = \"x\"\nmode = \"strict\"\n";
         assert!(Config::parse(bad_mode).unwrap_err().contains("strict"));
+    }
+
+    #[test]
+    fn postgres_example_parses() {
+        let text = include_str!("../../examples/postgres.toml");
+        let config = Config::parse(text).expect("examples/postgres.toml parses");
+        assert_eq!(config.registry.backend, RegistryBackend::Postgres);
+        assert!(config.registry.url.is_some());
+        let missing = "[registry]\nbackend = \"postgres\"\n";
+        assert!(Config::parse(missing).unwrap_err().contains("needs url"));
+        let unknown = "[registry]\nbackend = \"mysql\"\n";
+        assert!(Config::parse(unknown).unwrap_err().contains("mysql"));
     }
 
     #[test]

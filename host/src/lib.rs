@@ -8,8 +8,10 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod identity;
+pub mod import;
 pub mod metadefs_files;
 pub mod metrics;
+pub mod migrate;
 pub mod periodic;
 pub mod replicate;
 pub mod runtime;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use axum::Router;
-use glass_registry::SledRegistry;
+use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
 use runtime::{ComponentSource, Grants, Limits, Runtime, StoreSpec};
 use store::{StoreEntry, StoreSet};
 use tokio::net::TcpListener;
@@ -41,7 +43,7 @@ pub fn app(state: AppState) -> Router {
 /// sweeps what a crash left behind, then returns the shared state.
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let registry = SledRegistry::open(&config.data_dir.join("registry"))?;
+    let registry = open_registry(&config).await?;
     let runtime = Runtime::new(config.data_dir.join("plugin-cache"))?;
     config.validate().map_err(anyhow::Error::msg)?;
     let mut stores = StoreSet::default();
@@ -77,13 +79,40 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         )),
         false => None,
     };
-    let mut state =
-        AppState::new(config, Arc::new(registry), stores).context("opening the scrub queue")?;
+    let mut state = AppState::new(config, registry, stores).context("opening the scrub queue")?;
     state.cache = cache;
     state.validators = Arc::new(validators);
+    import::load_inspector(&state, &runtime);
     api::v2::image_data::sweep_unfinished_uploads(&state).await?;
+    import::recovery::recover(&state).await?;
     periodic::spawn(&state);
     Ok(state)
+}
+
+/// Opens the configured registry engine: sled under `<data_dir>/registry`, or PostgreSQL
+/// (connecting and migrating its schema).
+pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>> {
+    Ok(match config.registry.backend {
+        config::RegistryBackend::Sled => {
+            let path = config.data_dir.join("registry");
+            Arc::new(
+                SledRegistry::open(&path)
+                    .with_context(|| format!("opening the sled registry in {}", path.display()))?,
+            )
+        }
+        config::RegistryBackend::Postgres => {
+            let url = config.registry.url.clone().unwrap_or_default();
+            let options = PostgresOptions {
+                url,
+                pool_size: config.registry.pool_size,
+            };
+            Arc::new(
+                PostgresRegistry::connect(&options)
+                    .await
+                    .context("opening the PostgreSQL registry ([registry] url)")?,
+            )
+        }
+    })
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish.

@@ -85,6 +85,20 @@ enum ManageAction {
     LoadMetadefs { dir: PathBuf },
     /// Write every metadata definition namespace to DIR, one file each.
     ExportMetadefs { dir: PathBuf },
+    /// Copy a registry to another engine (sled <-> PostgreSQL): images with their revisions,
+    /// members, tasks, metadata definitions; then compare record counts and a SHA-256 of
+    /// both sides. Idempotent. Stop the servers of both first.
+    MigrateRegistry {
+        /// sled:DIR (a registry directory, e.g. <data_dir>/registry) or postgres:URL.
+        #[arg(long)]
+        from: glass_host::migrate::Endpoint,
+        /// sled:DIR or postgres:URL.
+        #[arg(long)]
+        to: glass_host::migrate::Endpoint,
+        /// Also remove from the destination the images and namespaces the source lacks.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Bring back a deleted image whose data has not been removed yet (`delayed_delete`).
     /// Unlike the others, this goes through a running server's admin API.
     RestoreImage {
@@ -130,6 +144,10 @@ async fn main() -> anyhow::Result<()> {
             ..
         } => glass_host::admin_cli::restore_image(&url, &image_id).await,
         Command::Manage {
+            action: ManageAction::MigrateRegistry { from, to, prune },
+            ..
+        } => glass_host::migrate::run(&from, &to, prune).await,
+        Command::Manage {
             config,
             data_dir,
             action,
@@ -163,17 +181,16 @@ async fn manage(
         cfg.data_dir = dir;
     }
     init_logging(cfg.log_format);
-    let path = cfg.data_dir.join("registry");
     std::fs::create_dir_all(&cfg.data_dir)?;
-    let registry = glass_registry::SledRegistry::open(&path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the registry in {} (is glass serve running?): {e}",
-            path.display()
-        )
+    // The configured engine ([registry]); a sled registry cannot be opened while a server
+    // holds it.
+    let registry = glass_host::open_registry(&cfg).await.map_err(|e| {
+        anyhow::anyhow!("cannot open the registry (is glass serve running?): {e:#}")
     })?;
+    let registry = registry.as_ref();
     match action {
         ManageAction::LoadMetadefs { dir } => {
-            let loaded = glass_host::metadefs_files::load(&registry, &dir).await?;
+            let loaded = glass_host::metadefs_files::load(registry, &dir).await?;
             println!(
                 "loaded {} metadata definition namespaces from {}",
                 loaded.len(),
@@ -181,14 +198,16 @@ async fn manage(
             );
         }
         ManageAction::ExportMetadefs { dir } => {
-            let written = glass_host::metadefs_files::export(&registry, &dir).await?;
+            let written = glass_host::metadefs_files::export(registry, &dir).await?;
             println!(
                 "exported {} metadata definition namespaces to {}",
                 written.len(),
                 dir.display()
             );
         }
-        ManageAction::RestoreImage { .. } => unreachable!("handled before opening the registry"),
+        ManageAction::RestoreImage { .. } | ManageAction::MigrateRegistry { .. } => {
+            unreachable!("handled before opening the registry")
+        }
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub scrub: Arc<ScrubQueue>,
     /// The metadata validators run on image create and PATCH (`validators`).
     pub validators: Arc<ValidatorSet>,
+    /// Image import: the staging area and the disk-format inspector (`import`).
+    pub imports: Arc<crate::import::Imports>,
 }
 
 impl AppState {
@@ -34,7 +36,9 @@ impl AppState {
     ) -> std::io::Result<Self> {
         let stores = Arc::new(stores);
         let scrub = Arc::new(ScrubQueue::open(config.data_dir.join("scrub"))?);
+        let imports = Arc::new(crate::import::Imports::open(&config)?);
         Ok(AppState {
+            imports,
             scrub,
             config: Arc::new(config),
             registry,

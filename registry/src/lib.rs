@@ -9,6 +9,7 @@ mod codec;
 mod error;
 mod metadef;
 mod model;
+pub mod postgres;
 mod query;
 mod sled_engine;
 mod sled_metadef;
@@ -27,6 +28,7 @@ pub use model::{
     Image, ImageStatus, Location, Member, MemberStatus, Task, TaskStatus, Timestamp, Visibility,
     now,
 };
+pub use postgres::{PostgresOptions, PostgresRegistry};
 pub use query::{
     Comparison, Filter, ImagePage, ImageQuery, MemberStatusFilter, SortDir, SortKey, TextField,
     TimeField, Viewer, VisibilityScope,

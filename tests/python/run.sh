@@ -21,6 +21,11 @@ id = "fs2"
 driver = "store-fs"
 description = "Second file store"
 directory = "images2"
+
+# test_import.py's web-download source is a loopback HTTP server on an ephemeral port.
+[import.web_download]
+allowed_networks = ["127.0.0.1"]
+allowed_ports = []
 TOML
 "$bin" serve --config "$data/glass.toml" --listen 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
 pid=$!

@@ -15,6 +15,7 @@
 mod bindings;
 mod cache;
 mod call;
+mod inspector;
 mod outbound;
 mod streams;
 mod validator;
@@ -31,6 +32,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use cache::ComponentCache;
 use call::{CallState, TICK};
 
+pub use inspector::{
+    Decompressed, INSPECT_FORMAT, INSPECTOR_WIT, InspectDetected, InspectError, InspectFeed,
+    InspectReport, InspectResult, InspectViolation, WasmInspector,
+};
 pub use validator::{
     BUILTIN_VALIDATORS, VALIDATOR_METADEF, VALIDATOR_WIT, ValidationInput, ValidatorChange,
     ValidatorChangeOp, ValidatorNamespace, ValidatorProperty, ValidatorPropertyDefinition,

@@ -6,6 +6,15 @@
 //! input-stream (the image being uploaded) into the request body, and
 //! [`Response::splice_to`] moves the response body into a host output-stream (the download),
 //! both with `blocking-splice`, so image bytes never enter the guest's memory.
+//!
+//! There is no "splice up to N bytes" body: a request body of unknown length would need
+//! chunked transfer encoding, which S3 does not accept for PUT without its own signed-chunk
+//! framing. A driver that must send a part of unknown length (the S3 driver with an image of
+//! unknown size) reads at most one part into its memory with [`crate::read_up_to`] and sends
+//! it as [`Body::Bytes`]; its store's memory cap must then exceed the part size.
+//!
+//! Errors: [`HttpError`] says what failed; `StoreError::from` maps a host refusal (the store
+//! was not granted that `host:port`) to `access-denied` and network failures to `unavailable`.
 
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
@@ -18,14 +27,20 @@ use crate::{SPLICE_STEP, StoreError};
 /// The methods the drivers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`: read a resource (its body can be spliced with [`Response::splice_to`]).
     Get,
+    /// `HEAD`: a resource's headers only (sizes, existence).
     Head,
+    /// `PUT`: store a body.
     Put,
+    /// `POST`: S3's multipart calls, Swift's bulk operations.
     Post,
+    /// `DELETE`: remove a resource.
     Delete,
 }
 
 impl Method {
+    /// The method's name on the wire (`GET`, …), as signatures need it.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
@@ -50,18 +65,32 @@ impl Method {
 /// A request: method, absolute URL (`http(s)://host[:port]/path?query`) and headers.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The method.
     pub method: Method,
+    /// The absolute URL: scheme (`http` or `https`), authority (`host[:port]`, which the
+    /// store must be granted) and path with query, already percent-encoded as it is to be
+    /// sent ([`uri_encode`]).
     pub url: String,
+    /// Header names and values. `host` comes from the URL's authority and `content-length`
+    /// from the body: a driver sets neither (a `content-length` it sets is sent as given).
     pub headers: Vec<(String, String)>,
 }
 
-/// What a request sends.
+/// What a request sends. `PUT` and `POST` always send a `content-length` (0 for
+/// [`Body::Empty`]); other methods send one only with a non-empty body.
 pub enum Body<'a> {
+    /// No body.
     Empty,
+    /// These bytes, from guest memory (small documents, buffered parts).
     Bytes(&'a [u8]),
-    /// Exactly `length` bytes spliced from a host input-stream; fewer is an error.
+    /// Exactly `length` bytes spliced from a host input-stream into the request body
+    /// (`blocking-splice`: they never enter guest memory), sent with that content-length.
+    /// If the input ends first, [`send`] fails with [`HttpError::InputEnded`]; bytes after
+    /// `length` stay in the input.
     Stream {
+        /// The stream the bytes come from (the image being added).
         from: &'a InputStream,
+        /// How many bytes to send.
         length: u64,
     },
 }
@@ -85,8 +114,13 @@ pub enum HttpError {
     Network(String),
     /// The request could not be built or the exchange broke.
     Protocol(String),
-    /// The body to send ended before its declared length.
-    InputEnded { expected: u64, got: u64 },
+    /// The body to send ([`Body::Stream`]) ended before its declared length.
+    InputEnded {
+        /// The length the request announced.
+        expected: u64,
+        /// The bytes the input delivered before it ended.
+        got: u64,
+    },
 }
 
 impl std::fmt::Display for HttpError {
@@ -102,6 +136,8 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// A refusal by the host is `access-denied`, an input that ended early is `other`, any other
+/// failure `unavailable` (the same call may work later).
 impl From<HttpError> for StoreError {
     fn from(e: HttpError) -> Self {
         match e {
@@ -112,6 +148,8 @@ impl From<HttpError> for StoreError {
     }
 }
 
+/// The wasi-http error code as an [`HttpError`]: `HttpRequestDenied` is the host refusing a
+/// `host:port` the store was not granted.
 fn error_code(code: ErrorCode) -> HttpError {
     match code {
         ErrorCode::HttpRequestDenied => {
@@ -133,9 +171,12 @@ fn error_code(code: ErrorCode) -> HttpError {
     }
 }
 
-/// A response whose body has not been read yet.
+/// A response whose body has not been read yet (read it with [`Response::read_to_vec`],
+/// [`Response::text`] or [`Response::splice_to`]; dropping it discards the rest).
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The headers as received (names lowercase), values decoded lossily as UTF-8.
     pub headers: Vec<(String, String)>,
     // Field order matters: the stream must be dropped before its body.
     stream: Option<InputStream>,
@@ -183,14 +224,16 @@ impl Response {
             .unwrap_or_default()
     }
 
-    /// Moves the body into `sink` (at most `limit` bytes) and flushes it. Returns the count.
+    /// Moves the body into `sink` (at most `limit` bytes, all of it if `None`) with
+    /// `blocking-splice`, flushes `sink` and returns the count. The body ending early is not
+    /// an error here (the count says how much came); the connection failing mid-way is.
     pub fn splice_to(mut self, sink: &OutputStream, limit: Option<u64>) -> Result<u64, HttpError> {
         let Some(stream) = self.stream.take() else {
             return Ok(0);
         };
-        let moved = crate::splice(sink, &stream, limit)
-            .map_err(|e| HttpError::Network(format!("{e:?}")))?;
-        Ok(moved)
+        crate::splice(sink, &stream, limit).map_err(|crate::SpliceError::Failed(m)| {
+            HttpError::Network(format!("streaming the response body: {m}"))
+        })
     }
 }
 
@@ -214,7 +257,9 @@ fn split_url(url: &str) -> Result<(Scheme, &str, &str), HttpError> {
 }
 
 /// Sends a request and waits for the response head. The body is sent while the host
-/// transmits (so a body larger than any buffer flows).
+/// transmits (so a body larger than any buffer flows). Any status is a response, not an
+/// error: the caller maps it. If the server answers before it has read the whole body (a
+/// refusal), that answer is returned rather than the broken upload.
 pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
     let (scheme, authority, path) = split_url(&req.url)?;
     let mut entries: Vec<(String, Vec<u8>)> = req
@@ -247,8 +292,20 @@ pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
         .body()
         .map_err(|_| HttpError::Protocol("request body taken twice".into()))?;
     let future = outgoing_handler::handle(request, None).map_err(error_code)?;
-    if has_body {
-        write_body(&outgoing, body)?;
+    if has_body && let Err(e) = write_body(&outgoing, body) {
+        // Dropped unfinished, the body tells the host the request failed: it is aborted,
+        // never completed with fewer bytes.
+        drop(outgoing);
+        if matches!(e, HttpError::InputEnded { .. }) {
+            return Err(e);
+        }
+        // The server may have answered before reading everything (401, 403, 413…): its
+        // answer says more than the broken upload. The future settles promptly now.
+        future.subscribe().block();
+        return match future.get() {
+            Some(Ok(Ok(response))) => Ok(response_of(response)),
+            _ => Err(e),
+        };
     }
     OutgoingBody::finish(outgoing, None).map_err(error_code)?;
     future.subscribe().block();
@@ -259,6 +316,11 @@ pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
             return Err(HttpError::Protocol("response already taken".into()));
         }
     };
+    Ok(response_of(response))
+}
+
+/// Wraps a response head; its body stream is opened now and read later.
+fn response_of(response: IncomingResponse) -> Response {
     let status = response.status();
     let headers = response
         .headers()
@@ -268,13 +330,13 @@ pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
         .collect();
     let body = response.consume().ok();
     let stream = body.as_ref().and_then(|b| b.stream().ok());
-    Ok(Response {
+    Response {
         status,
         headers,
         stream,
         _body: body,
         _response: response,
-    })
+    }
 }
 
 /// Writes the request body into the host's outgoing stream.
@@ -317,12 +379,16 @@ fn write_body(outgoing: &OutgoingBody, body: Body) -> Result<(), HttpError> {
             while moved < length {
                 match sink.blocking_splice(from, (length - moved).min(SPLICE_STEP)) {
                     Ok(n) => moved += n,
+                    // Either side may be closed: if the request body still takes bytes, it
+                    // was the input, which ended early.
                     Err(StreamError::Closed) => {
-                        // Which side closed? A closed input is an input that ended early.
-                        return Err(HttpError::InputEnded {
-                            expected: length,
-                            got: moved,
-                        });
+                        return match sink.check_write() {
+                            Ok(_) => Err(HttpError::InputEnded {
+                                expected: length,
+                                got: moved,
+                            }),
+                            Err(e) => failed(e, moved, length),
+                        };
                     }
                     Err(e) => return failed(e, moved, length),
                 }
@@ -353,7 +419,8 @@ pub fn uri_encode(s: &str, encode_slash: bool) -> String {
 }
 
 /// The `Range` header value for `length` bytes from `offset` (to the end if `None`), or
-/// `None` when the whole object is wanted.
+/// `None` when the whole object is wanted. `length` must not be 0 (no range says "nothing":
+/// a driver answers an empty read itself).
 pub fn range(offset: u64, length: Option<u64>) -> Option<String> {
     (offset > 0 || length.is_some()).then(|| {
         let end = length
@@ -384,5 +451,29 @@ pub fn splice_ranged(
         200 if offset == 0 => Ok(Ranged::Done(response.splice_to(sink, length)?)),
         416 => Ok(Ranged::Done(0)),
         _ => Ok(Ranged::Refused(response)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_ranges_and_urls() {
+        assert_eq!(uri_encode("test$file.text", false), "test%24file.text");
+        assert_eq!(uri_encode("p/a b~é", false), "p/a%20b~%C3%A9");
+        assert_eq!(uri_encode("p/q", true), "p%2Fq");
+        assert_eq!(range(0, None), None);
+        assert_eq!(range(5, None).as_deref(), Some("bytes=5-"));
+        assert_eq!(range(0, Some(10)).as_deref(), Some("bytes=0-9"));
+        assert_eq!(range(7, Some(1)).as_deref(), Some("bytes=7-7"));
+        let (s, a, p) = split_url("https://h:8/x/y?z=1").unwrap();
+        assert!(matches!(s, Scheme::Https));
+        assert_eq!((a, p), ("h:8", "/x/y?z=1"));
+        let (s, a, p) = split_url("http://h").unwrap();
+        assert!(matches!(s, Scheme::Http));
+        assert_eq!((a, p), ("h", "/"));
+        assert!(split_url("ftp://h/x").is_err());
+        assert!(split_url("http:///x").is_err());
     }
 }

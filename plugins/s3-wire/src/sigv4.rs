@@ -169,6 +169,98 @@ mod tests {
         );
     }
 
+    /// The signature part of an `Authorization` value.
+    fn signature(auth: &str) -> &str {
+        auth.rsplit_once("Signature=").expect("signature").1
+    }
+
+    /// A request of AWS's examples (examplebucket, 2013-05-24T00:00:00Z, us-east-1).
+    fn example(method: &str, path: &str, query: &[(&str, &str)], extra: &[(&str, &str)]) -> String {
+        example_with_body(method, path, query, extra, b"")
+    }
+
+    fn example_with_body(
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> String {
+        let payload = sha256_hex(body);
+        let mut headers = vec![
+            (
+                "host".to_string(),
+                "examplebucket.s3.amazonaws.com".to_string(),
+            ),
+            ("x-amz-content-sha256".to_string(), payload.clone()),
+            ("x-amz-date".to_string(), "20130524T000000Z".to_string()),
+        ];
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        authorization(&Signing {
+            method,
+            path,
+            query: &query,
+            headers: &headers,
+            payload_hash: &payload,
+            access_key: "AKIAIOSFODNN7EXAMPLE",
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            region: "us-east-1",
+            amz_date: "20130524T000000Z",
+        })
+    }
+
+    /// AWS's "PUT Object" example: a key needing encoding (`test$file.text`), a body, and
+    /// extra signed headers (mixed case, sorted with the others).
+    #[test]
+    fn aws_put_object_example() {
+        assert_eq!(
+            sha256_hex(b"Welcome to Amazon S3."),
+            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"
+        );
+        let auth = example_with_body(
+            "PUT",
+            "/test%24file.text",
+            &[],
+            &[
+                ("Date", "Fri, 24 May 2013 00:00:00 GMT"),
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+            ],
+            b"Welcome to Amazon S3.",
+        );
+        assert!(auth.contains(
+            "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,"
+        ));
+        assert_eq!(
+            signature(&auth),
+            "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+        );
+    }
+
+    /// AWS's "GET Bucket Lifecycle" example: a query parameter without a value (as
+    /// `?uploads` in multipart calls).
+    #[test]
+    fn aws_get_bucket_lifecycle_example() {
+        let auth = example("GET", "/", &[("lifecycle", "")], &[]);
+        assert_eq!(
+            signature(&auth),
+            "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
+        );
+    }
+
+    /// AWS's "GET Bucket (List Objects)" example: query parameters sorted by name.
+    #[test]
+    fn aws_list_objects_example() {
+        let auth = example("GET", "/", &[("prefix", "J"), ("max-keys", "2")], &[]);
+        assert_eq!(
+            signature(&auth),
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        );
+    }
+
     #[test]
     fn dates_and_queries() {
         assert_eq!(amz_date(0), "19700101T000000Z");

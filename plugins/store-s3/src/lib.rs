@@ -1,19 +1,26 @@
 //! `store-s3`: image data in an S3 bucket (AWS, Ceph RGW, SeaweedFS, Garage, …), signed
 //! with AWS Signature V4, reached only through `wasi:http` to the hosts the operator granted.
 //!
-//! Settings (the store's `settings` table): `endpoint` (`http://host:port`), `bucket`,
-//! `region` (us-east-1), `access_key`, `secret_key`, `addressing` (`path` or `virtual`),
-//! `part_size_mb` (16, at least 5), `large_object_threshold_mb` (= part size), `create_bucket`
-//! (false), `prefix` (none).
+//! Settings (the store's `settings` table): `endpoint` (`http(s)://host[:port]`, no path),
+//! `bucket`, `region` (us-east-1), `access_key`, `secret_key`, `addressing` (`path`, the
+//! default, or `virtual`: `<bucket>.<endpoint host>`, which must then be granted),
+//! `part_size_mb` (16, at least 5), `large_object_threshold_mb` (= part size, at most
+//! 5120), `create_bucket` (false: create the bucket on `add` if missing), `prefix` (none).
 //!
 //! - An image of known size up to the threshold is read, then sent in one PUT (a PUT whose
 //!   body breaks off can leave an object behind on some servers); a larger one, or one of
 //!   unknown size, is a multipart upload. With the size known each part is streamed with its
-//!   exact length (bytes never enter guest memory); otherwise one part at a time is
-//!   buffered, so the store's memory cap must exceed the part size. A failed multipart
-//!   upload is aborted.
+//!   exact length (bytes never enter guest memory), parts made larger than `part_size_mb`
+//!   if needed to stay within S3's 10 000 parts; otherwise one part at a time is buffered.
+//!   So the store's memory cap must exceed the larger of the part size and the threshold
+//!   (16 MiB each by default), plus a few MiB. A failed multipart upload is aborted. An
+//!   image of unknown size is limited to 10 000 parts (156 GiB with 16 MiB parts).
 //! - Locations are `s3://<bucket>/<key>` with key = prefix + image id; anything else, or
 //!   another bucket, is refused before any request.
+//! - Every request is signed with SigV4 and sends `x-amz-content-sha256` (the body's hash,
+//!   or `UNSIGNED-PAYLOAD` for streamed parts).
+//! - Errors keep S3's code and message: 401/403 are `access-denied`, `NoSuchKey` (and other
+//!   404s) `not-found`, `NoSuchBucket` and 5xx `unavailable`.
 
 use glass_store_guest::bindings::wasi::clocks::wall_clock;
 use glass_store_guest::http::{
@@ -29,6 +36,10 @@ struct S3Store;
 glass_store_guest::export_driver!(S3Store);
 
 const MIB: u64 = 1 << 20;
+/// S3's largest single PUT.
+const MAX_PUT: u64 = 5 << 30;
+/// S3's most parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
 
 /// The driver's settings.
 struct Config {
@@ -49,21 +60,34 @@ fn config() -> Result<Config, StoreError> {
     let endpoint = required_setting("endpoint")?
         .trim_end_matches('/')
         .to_owned();
-    if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?', '#', '@'])) {
         return Err(StoreError::Other(format!(
-            "setting endpoint must be an http(s) URL: {endpoint:?}"
+            "setting endpoint must be http(s)://host[:port] without a path: {endpoint:?}"
         )));
     }
-    let part_size = number_setting("part_size_mb", 16)?.max(5) * MIB;
+    let virtual_hosted = match setting("addressing").as_deref().map(str::trim) {
+        None | Some("" | "path") => false,
+        Some("virtual") => true,
+        Some(other) => {
+            return Err(StoreError::Other(format!(
+                "setting addressing must be path or virtual: {other:?}"
+            )));
+        }
+    };
+    let part_size = number_setting("part_size_mb", 16)?.clamp(5, 5 * 1024) * MIB;
     Ok(Config {
         endpoint,
         bucket: required_setting("bucket")?,
         region: setting("region").unwrap_or_else(|| "us-east-1".into()),
         access_key: required_setting("access_key")?,
         secret_key: required_setting("secret_key")?,
-        virtual_hosted: setting("addressing").as_deref() == Some("virtual"),
+        virtual_hosted,
         part_size,
-        threshold: number_setting("large_object_threshold_mb", part_size / MIB)? * MIB,
+        threshold: (number_setting("large_object_threshold_mb", part_size / MIB)? * MIB)
+            .min(MAX_PUT),
         create_bucket: bool_setting("create_bucket", false),
         prefix: setting("prefix").unwrap_or_default(),
     })
@@ -261,12 +285,13 @@ impl Config {
     ) -> Result<u64, StoreError> {
         let mut etags = Vec::new();
         let mut total = 0u64;
+        let part_size = size.map_or(self.part_size, |size| part_size_for(size, self.part_size));
         loop {
             let number = (etags.len() + 1).to_string();
             let query = [("partNumber", number.as_str()), ("uploadId", upload_id)];
             let r = match size {
                 Some(size) => {
-                    let length = (size - total).min(self.part_size);
+                    let length = (size - total).min(part_size);
                     if length == 0 {
                         break;
                     }
@@ -330,6 +355,12 @@ impl Config {
         }
         Ok(total)
     }
+}
+
+/// The part length for an upload of `size` bytes: `configured`, or more (whole MiB) if
+/// `size` would need more than S3's 10 000 parts.
+fn part_size_for(size: u64, configured: u64) -> u64 {
+    configured.max(size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB)
 }
 
 /// The ETag of an UploadPart answer.
@@ -436,6 +467,9 @@ impl Driver for S3Store {
         let r = cfg.send(Method::Get, Some(key), &[], &headers, Body::Empty)?;
         match http::splice_ranged(r, offset, length, &sink)? {
             Ranged::Done(n) => Ok(n),
+            Ranged::Refused(r) if r.status == 200 => Err(StoreError::Unavailable(
+                "the S3 server ignored the range request".into(),
+            )),
             Ranged::Refused(r) => Err(s3_error(r)),
         }
     }
@@ -489,5 +523,23 @@ impl Driver for S3Store {
             _ => return Err(s3_error(r)),
         }
         cfg.delete_object(&key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_stay_within_10000_parts() {
+        let p = 16 * MIB;
+        assert_eq!(part_size_for(0, p), p);
+        assert_eq!(part_size_for(MAX_PARTS * p, p), p);
+        let big = MAX_PARTS * p + 1;
+        let q = part_size_for(big, p);
+        assert_eq!(q, 17 * MIB);
+        assert!(big.div_ceil(q) <= MAX_PARTS);
+        let huge = 5u64 << 40; // S3's largest object
+        assert!(huge.div_ceil(part_size_for(huge, p)) <= MAX_PARTS);
     }
 }

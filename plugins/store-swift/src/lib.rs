@@ -1,50 +1,82 @@
 //! `store-swift`: image data in OpenStack Swift (or Ceph RGW's Swift API), reached only
-//! through `wasi:http` to the hosts the operator granted.
+//! through `wasi:http`, to the hosts the operator granted.
 //!
-//! Settings: `auth_version` (`1` tempauth, `3` Keystone), `auth_url`, `user`, `key`; for v3
-//! also `project_name`, `user_domain_name` and `project_domain_name` (Default), `region`,
-//! `interface` (public); `container` (glance), `create_container` (true),
-//! `large_object_size_mb` (5120), `segment_size_mb` (200), `storage_url` (overrides the one
-//! authentication gives).
+//! # Settings
+//! - `auth_version`: `1` (tempauth/swauth: `GET auth_url` with `X-Auth-User`/`X-Auth-Key`) or
+//!   `3` (Keystone: `POST auth_url/auth/tokens`, password, scoped to a project). Default 1.
+//! - `auth_url`: `http://127.0.0.1:8280/auth/v1.0`, or `http://127.0.0.1:5000/v3` (`/v3` is
+//!   added when missing).
+//! - `user`, `key`: for v1 `account:user` and its key; for v3 the user's name and password.
+//! - v3 only: `project_name` (required), `user_domain_name` and `project_domain_name`
+//!   (`Default`), `region` (any when absent), `interface` (`public`): which `object-store`
+//!   endpoint of the catalog to use.
+//! - `container` (`glance`); segments go to `<container>_segments`. `create_container`
+//!   (`true`): create both when missing; when `false` they must exist.
+//! - `large_object_size_mb` (5120): an image of known size up to this is one PUT; a larger
+//!   one, or one of unknown size, a Static Large Object. `segment_size_mb` (200, at most
+//!   5120).
+//! - `storage_url`: use this storage URL instead of the one authentication gives (v3: also
+//!   when the catalog has no object-store endpoint).
 //!
-//! - Token reuse: each call runs in a fresh instance, so the token and storage URL are kept
-//!   in the store's granted directory (`token.json`) until a minute before they expire;
-//!   without a directory every call authenticates. A 401 on a request whose body can be sent
-//!   again re-authenticates once and retries.
-//! - An image of known size up to `large_object_size_mb` is one streamed PUT; a larger one, or
-//!   one of unknown size, a Static Large Object: segments `<object>/<n>` in the container
-//!   `<container>_segments` (streamed with their exact length when the size is known, one
-//!   buffered segment at a time otherwise), then the manifest. A failed upload removes the
-//!   segments it wrote.
-//! - Locations are `swift://<container>/<image id>`.
+//! # Behaviour
+//! - Tokens: each call runs in a fresh instance, so the token and its storage URL are kept in
+//!   the store's granted directory (`token.json`, with a digest of the settings that obtained
+//!   it) and reused by later calls until a minute before they expire (v3: the token's
+//!   `expires_at`; v1: `X-Auth-Token-Expires`, else an hour). A 401 re-authenticates once and
+//!   retries, for requests whose body can be sent again; a streamed upload is only started
+//!   with a token that has more than a minute left. Without a granted directory every call
+//!   authenticates.
+//! - `add`: `already-exists` if the object exists. Known size up to `large_object_size_mb`:
+//!   one PUT streamed from the host's stream. Otherwise an SLO: segments `<id>/00000001`, …
+//!   in `<container>_segments`, each streamed (known size: with its length; unknown: chunked,
+//!   up to the segment size), then the manifest (`?multipart-manifest=put`, each segment's
+//!   path, ETag and size). An image of unknown size that ends within its first 4 MiB (and is
+//!   below `large_object_size_mb`) is one PUT of those bytes, as is an empty one. Memory
+//!   stays at a few MiB whatever the sizes. Segments grow so that an image fits in Swift's
+//!   1000 segments (known size: evenly; unknown: doubling every 100 segments). A failed
+//!   upload removes the segments it wrote; leftovers of an earlier attempt are removed first.
+//! - Locations are `swift://<container>/<image id>`, the container being the store's.
+//! - `get`: a ranged GET spliced into the host's stream. `size`: HEAD (an SLO's manifest
+//!   gives the total). `delete`: `?multipart-manifest=delete` for an SLO (segments too), a
+//!   plain DELETE otherwise. `discard-partial`: the object if present, and every segment
+//!   under `<id>/`.
+//! - Errors: 404 → `not-found`; 401 (after re-authenticating) and 403 → `access-denied`,
+//!   saying which; 5xx, timeouts and connection failures → `unavailable`; the server's message
+//!   is kept.
 
-use glass_store_guest::bindings::wasi::clocks::wall_clock;
+mod upload;
+mod wire;
+
+use std::cell::RefCell;
+
+use glass_store_guest::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use glass_store_guest::bindings::wasi::filesystem::preopens;
 use glass_store_guest::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, OpenFlags, PathFlags,
 };
-use glass_store_guest::http::{
-    self, Body, HttpError, Method, Ranged, Request, Response, uri_encode,
-};
+use glass_store_guest::http::{self, Body, Method, Ranged, Request, Response, uri_encode};
 use glass_store_guest::{
     Capabilities, Driver, DriverInfo, InputStream, OutputStream, StoreError, Stored, bool_setting,
-    check_image_id, expect_end, number_setting, read_up_to, required_setting, setting, truncate,
+    check_image_id, expect_end, number_setting, read_up_to, required_setting, setting,
 };
-use serde_json::{Value, json};
+use upload::Pending;
+use wire::{MIB, Segment, Session};
 
 struct SwiftStore;
 
 glass_store_guest::export_driver!(SwiftStore);
 
-const MIB: u64 = 1 << 20;
 const TOKEN_FILE: &str = "token.json";
+/// An image of unknown size is read up to this much before deciding between one PUT and an
+/// SLO.
+const SMALL_IMAGE: u64 = 4 * MIB;
 
 struct Config {
     auth_version: u64,
     auth_url: String,
     user: String,
     key: String,
-    project: Option<String>,
+    project: String,
     user_domain: String,
     project_domain: String,
     region: Option<String>,
@@ -56,41 +88,91 @@ struct Config {
     storage_url: Option<String>,
 }
 
-fn config() -> Result<Config, StoreError> {
-    Ok(Config {
-        auth_version: number_setting("auth_version", 1)?,
-        auth_url: required_setting("auth_url")?
-            .trim_end_matches('/')
-            .to_owned(),
-        user: required_setting("user")?,
-        key: required_setting("key")?,
-        project: setting("project_name"),
-        user_domain: setting("user_domain_name").unwrap_or_else(|| "Default".into()),
-        project_domain: setting("project_domain_name").unwrap_or_else(|| "Default".into()),
-        region: setting("region"),
-        interface: setting("interface").unwrap_or_else(|| "public".into()),
-        container: setting("container").unwrap_or_else(|| "glance".into()),
-        create_container: bool_setting("create_container", true),
-        large_object_size: number_setting("large_object_size_mb", 5120)? * MIB,
-        segment_size: number_setting("segment_size_mb", 200)?.max(1) * MIB,
-        storage_url: setting("storage_url").map(|u| u.trim_end_matches('/').to_owned()),
-    })
+fn other(message: impl Into<String>) -> StoreError {
+    StoreError::Other(message.into())
 }
 
-/// A token and where it works.
-#[derive(Clone)]
-struct Session {
-    token: String,
-    storage_url: String,
-    /// Seconds since the epoch; 0 when the server did not say.
-    expires_at: u64,
+fn http_url(name: &str, value: String) -> Result<String, StoreError> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.trim_end_matches('/').to_owned())
+    } else {
+        Err(other(format!(
+            "setting {name} is not an http(s) URL: {value:?}"
+        )))
+    }
+}
+
+impl Config {
+    fn from_settings() -> Result<Self, StoreError> {
+        let auth_version = number_setting("auth_version", 1)?;
+        if auth_version != 1 && auth_version != 3 {
+            return Err(other(format!(
+                "setting auth_version must be 1 or 3, not {auth_version}"
+            )));
+        }
+        let mut auth_url = http_url("auth_url", required_setting("auth_url")?)?;
+        let project = if auth_version == 3 {
+            if !auth_url.ends_with("/v3") {
+                auth_url.push_str("/v3");
+            }
+            required_setting("project_name")?
+        } else {
+            String::new()
+        };
+        let container = setting("container").unwrap_or_else(|| "glance".into());
+        wire::check_container(&container).map_err(|e| other(format!("setting container: {e}")))?;
+        let segment_mb = number_setting("segment_size_mb", 200)?;
+        if !(1..=wire::MAX_OBJECT_SIZE / MIB).contains(&segment_mb) {
+            return Err(other(format!(
+                "setting segment_size_mb must be between 1 and 5120, not {segment_mb}"
+            )));
+        }
+        Ok(Config {
+            auth_version,
+            auth_url,
+            user: required_setting("user")?,
+            key: required_setting("key")?,
+            project,
+            user_domain: setting("user_domain_name").unwrap_or_else(|| "Default".into()),
+            project_domain: setting("project_domain_name").unwrap_or_else(|| "Default".into()),
+            region: setting("region").filter(|r| !r.is_empty()),
+            interface: setting("interface").unwrap_or_else(|| "public".into()),
+            container,
+            create_container: bool_setting("create_container", true),
+            large_object_size: number_setting("large_object_size_mb", 5120)?.saturating_mul(MIB),
+            segment_size: segment_mb * MIB,
+            storage_url: setting("storage_url")
+                .filter(|u| !u.is_empty())
+                .map(|u| http_url("storage_url", u))
+                .transpose()?,
+        })
+    }
+
+    /// Identifies the token these settings obtain (see [`wire::fingerprint`]).
+    fn fingerprint(&self) -> String {
+        wire::fingerprint(&[
+            &self.auth_version.to_string(),
+            &self.auth_url,
+            &self.user,
+            &self.key,
+            &self.project,
+            &self.user_domain,
+            &self.project_domain,
+            self.region.as_deref().unwrap_or(""),
+            &self.interface,
+        ])
+    }
+
+    fn segments_container(&self) -> String {
+        format!("{}{}", self.container, wire::SEGMENTS_SUFFIX)
+    }
 }
 
 fn now() -> u64 {
     wall_clock::now().seconds
 }
 
-/// The granted directory, if any (for the token cache).
+/// The granted directory, if any: where the token is kept between calls.
 fn state_dir() -> Option<Descriptor> {
     preopens::get_directories()
         .into_iter()
@@ -98,391 +180,537 @@ fn state_dir() -> Option<Descriptor> {
         .map(|(d, _)| d)
 }
 
-fn load_session() -> Option<Session> {
-    let dir = state_dir()?;
-    let file = dir
-        .open_at(
-            PathFlags::empty(),
-            TOKEN_FILE,
-            OpenFlags::empty(),
-            DescriptorFlags::READ,
-        )
-        .ok()?;
-    let (bytes, _) = file.read(64 * 1024, 0).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    let session = Session {
-        token: v["token"].as_str()?.to_owned(),
-        storage_url: v["storage_url"].as_str()?.to_owned(),
-        expires_at: v["expires_at"].as_u64().unwrap_or(0),
-    };
-    let fresh = session.expires_at == 0 || session.expires_at > now() + 60;
-    fresh.then_some(session)
+/// The token in use during this call.
+struct Active {
+    session: Session,
+    /// Obtained during this call: a 401 with it is final.
+    fresh: bool,
 }
 
-fn save_session(session: &Session) {
-    let Some(dir) = state_dir() else { return };
-    let body = json!({
-        "token": session.token,
-        "storage_url": session.storage_url,
-        "expires_at": session.expires_at,
-    })
-    .to_string();
-    let tmp = format!("{TOKEN_FILE}.tmp");
-    let written = dir
-        .open_at(
-            PathFlags::empty(),
-            &tmp,
-            OpenFlags::CREATE | OpenFlags::TRUNCATE,
-            DescriptorFlags::WRITE,
-        )
-        .ok()
-        .and_then(|f| f.write(body.as_bytes(), 0).ok());
-    if written.is_some() {
-        let _ = dir.rename_at(&tmp, &dir, TOKEN_FILE);
-    }
+/// One call's access to Swift.
+struct Swift {
+    cfg: Config,
+    fingerprint: String,
+    active: RefCell<Option<Active>>,
 }
 
-fn forget_session() {
-    if let Some(dir) = state_dir() {
-        let _ = dir.unlink_file_at(TOKEN_FILE);
-    }
+/// A request body that can be sent again (after a re-authentication).
+#[derive(Clone, Copy)]
+enum Replayable<'a> {
+    Empty,
+    Bytes(&'a [u8]),
 }
 
-impl Config {
-    fn authenticate(&self) -> Result<Session, StoreError> {
-        let mut session = match self.auth_version {
-            1 => self.auth_v1()?,
-            3 => self.auth_v3()?,
-            v => {
-                return Err(StoreError::Other(format!(
-                    "setting auth_version must be 1 or 3, not {v}"
-                )));
-            }
-        };
-        if let Some(url) = &self.storage_url {
-            session.storage_url = url.clone();
+impl<'a> From<Replayable<'a>> for Body<'a> {
+    fn from(b: Replayable<'a>) -> Self {
+        match b {
+            Replayable::Empty => Body::Empty,
+            Replayable::Bytes(b) => Body::Bytes(b),
         }
-        save_session(&session);
+    }
+}
+
+impl Swift {
+    fn new() -> Result<Self, StoreError> {
+        let cfg = Config::from_settings()?;
+        Ok(Swift {
+            fingerprint: cfg.fingerprint(),
+            cfg,
+            active: RefCell::new(None),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Tokens
+
+    /// A token with more than a minute left: the one in use, the cached one, or a new one.
+    fn session(&self) -> Result<Session, StoreError> {
+        let now = now();
+        if let Some(a) = &*self.active.borrow()
+            && a.session.usable(now)
+        {
+            return Ok(a.session.clone());
+        }
+        if let Some(session) = self.load_session(now) {
+            *self.active.borrow_mut() = Some(Active {
+                session: session.clone(),
+                fresh: false,
+            });
+            return Ok(session);
+        }
+        self.authenticate()
+    }
+
+    /// True when the token in use was obtained during this call.
+    fn fresh(&self) -> bool {
+        self.active.borrow().as_ref().is_some_and(|a| a.fresh)
+    }
+
+    fn load_session(&self, now: u64) -> Option<Session> {
+        let dir = state_dir()?;
+        let file = dir
+            .open_at(
+                PathFlags::empty(),
+                TOKEN_FILE,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .ok()?;
+        let (bytes, _) = file.read(64 * 1024, 0).ok()?;
+        Session::from_file(&bytes, &self.fingerprint, now)
+    }
+
+    /// Writes the token file (a temporary file renamed into place: a reader never sees half
+    /// of one). A failure only costs later calls an authentication.
+    fn save_session(&self, session: &Session) {
+        let Some(dir) = state_dir() else { return };
+        let tmp = format!(
+            "{TOKEN_FILE}.{}-{}.tmp",
+            wall_clock::now().nanoseconds,
+            monotonic_clock::now()
+        );
+        let body = session.to_file(&self.fingerprint);
+        let written = dir
+            .open_at(
+                PathFlags::empty(),
+                &tmp,
+                OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
+            .and_then(|f| f.write(body.as_bytes(), 0));
+        match written.and_then(|_| dir.rename_at(&tmp, &dir, TOKEN_FILE)) {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = dir.unlink_file_at(&tmp);
+                eprintln!("store-swift: cannot keep the token in {TOKEN_FILE}: {e:?}");
+            }
+        }
+    }
+
+    fn forget_session(&self) {
+        *self.active.borrow_mut() = None;
+        if let Some(dir) = state_dir() {
+            let _ = dir.unlink_file_at(TOKEN_FILE);
+        }
+    }
+
+    fn authenticate(&self) -> Result<Session, StoreError> {
+        let session = match self.cfg.auth_version {
+            3 => self.auth_v3()?,
+            _ => self.auth_v1()?,
+        };
+        self.save_session(&session);
+        *self.active.borrow_mut() = Some(Active {
+            session: session.clone(),
+            fresh: true,
+        });
         Ok(session)
     }
 
     fn auth_v1(&self) -> Result<Session, StoreError> {
+        let cfg = &self.cfg;
         let r = http::send(
             &Request {
                 method: Method::Get,
-                url: self.auth_url.clone(),
+                url: cfg.auth_url.clone(),
                 headers: vec![
-                    ("x-auth-user".into(), self.user.clone()),
-                    ("x-auth-key".into(), self.key.clone()),
+                    ("x-auth-user".into(), cfg.user.clone()),
+                    ("x-auth-key".into(), cfg.key.clone()),
                 ],
             },
             Body::Empty,
         )?;
         if !(200..300).contains(&r.status) {
-            return Err(auth_error(r.status));
+            let status = r.status;
+            return Err(wire::auth_error(
+                status,
+                &cfg.auth_url,
+                &cfg.user,
+                &r.text(),
+            ));
         }
-        let token = r.header("x-auth-token").map(str::to_owned);
-        let storage_url = r.header("x-storage-url").map(str::to_owned);
-        let expires_at = r
-            .header("x-auth-token-expires")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(0, |secs| now() + secs);
-        match (token, storage_url) {
-            (Some(token), Some(storage_url)) => Ok(Session {
-                token,
-                storage_url,
-                expires_at,
-            }),
-            _ => Err(StoreError::Other(
-                "the auth answer had no X-Auth-Token or X-Storage-Url".into(),
-            )),
-        }
+        wire::v1_session(
+            r.header("x-auth-token"),
+            r.header("x-storage-url"),
+            r.header("x-auth-token-expires"),
+            now(),
+        )
+        .map_err(other)
     }
 
     fn auth_v3(&self) -> Result<Session, StoreError> {
-        let project = self
-            .project
-            .clone()
-            .ok_or_else(|| StoreError::Other("setting project_name is missing".into()))?;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": self.user, "domain": {"name": self.user_domain}, "password": self.key}}},
-            "scope": {"project": {"name": project, "domain": {"name": self.project_domain}}}
-        }})
-        .to_string();
+        let cfg = &self.cfg;
+        let url = format!("{}/auth/tokens", cfg.auth_url);
+        let body = wire::v3_request(
+            &cfg.user,
+            &cfg.user_domain,
+            &cfg.key,
+            &cfg.project,
+            &cfg.project_domain,
+        );
         let r = http::send(
             &Request {
                 method: Method::Post,
-                url: format!("{}/auth/tokens", self.auth_url),
-                headers: vec![("content-type".into(), "application/json".into())],
+                url: url.clone(),
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("accept".into(), "application/json".into()),
+                ],
             },
             Body::Bytes(body.as_bytes()),
         )?;
-        if r.status != 201 {
-            return Err(auth_error(r.status));
+        if !(200..300).contains(&r.status) {
+            let status = r.status;
+            return Err(wire::auth_error(status, &url, &cfg.user, &r.text()));
         }
-        let token = r
-            .header("x-subject-token")
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Other("Keystone gave no X-Subject-Token".into()))?;
-        let v: Value = serde_json::from_slice(&r.read_to_vec(4 << 20)?)
-            .map_err(|e| StoreError::Other(format!("Keystone's token is not JSON: {e}")))?;
-        let storage_url = v["token"]["catalog"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["type"] == "object-store")
-            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-            .find(|e| {
-                e["interface"] == self.interface.as_str()
-                    && self
-                        .region
-                        .as_deref()
-                        .is_none_or(|r| e["region"] == r || e["region_id"] == r)
-            })
-            .and_then(|e| {
-                e["url"]
-                    .as_str()
-                    .map(|u| u.trim_end_matches('/').to_owned())
-            })
-            .or_else(|| self.storage_url.clone())
-            .ok_or_else(|| StoreError::Other("no object-store endpoint in the catalog".into()))?;
-        let expires_at = v["token"]["expires_at"]
-            .as_str()
-            .and_then(parse_iso8601)
-            .unwrap_or(0);
-        Ok(Session {
-            token,
-            storage_url,
-            expires_at,
-        })
+        let token = r.header("x-subject-token").map(str::to_owned);
+        let answer = r.read_to_vec(8 << 20)?;
+        wire::v3_session(
+            token.as_deref(),
+            &answer,
+            &cfg.interface,
+            cfg.region.as_deref(),
+            cfg.storage_url.as_deref(),
+            now(),
+        )
+        .map_err(other)
     }
 
-    fn session(&self) -> Result<Session, StoreError> {
-        match load_session() {
-            Some(s) => Ok(s),
-            None => self.authenticate(),
-        }
+    fn url(&self, session: &Session, path: &str) -> String {
+        let base = self
+            .cfg
+            .storage_url
+            .as_deref()
+            .unwrap_or(&session.storage_url);
+        format!("{base}/{path}")
     }
 
-    /// A request to `path` under the storage URL, authenticated. A 401 re-authenticates
-    /// once and retries, unless the body was a stream (it cannot be sent twice).
-    fn send(
+    fn headers(session: &Session, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut all = vec![("x-auth-token".to_owned(), session.token.clone())];
+        all.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        all
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Requests
+
+    /// A request under the storage URL. A 401 with a token from an earlier call
+    /// re-authenticates and sends it once more.
+    fn request(
         &self,
         method: Method,
         path: &str,
-        headers: &[(&str, String)],
-        body: Body,
+        extra: &[(&str, &str)],
+        body: Replayable,
     ) -> Result<Response, StoreError> {
-        let replayable = !matches!(body, Body::Stream { .. });
-        let bytes = match &body {
-            Body::Bytes(b) => Some(*b),
-            _ => None,
+        let send = |session: &Session| {
+            http::send(
+                &Request {
+                    method,
+                    url: self.url(session, path),
+                    headers: Self::headers(session, extra),
+                },
+                body.into(),
+            )
         };
-        let session = self.session()?;
-        let r = self.send_with(&session, method, path, headers, body)?;
-        if r.status != 401 || !replayable {
+        let r = send(&self.session()?)?;
+        if r.status != 401 || self.fresh() {
             return Ok(r);
         }
-        forget_session();
-        let session = self.authenticate()?;
-        let body = bytes.map_or(Body::Empty, Body::Bytes);
-        let r = self.send_with(&session, method, path, headers, body)?;
-        if r.status == 401 {
-            return Err(StoreError::AccessDenied(
-                "Swift refused the token just issued (401)".into(),
-            ));
-        }
-        Ok(r)
+        drop(r);
+        self.forget_session();
+        Ok(send(&self.authenticate()?)?)
     }
 
-    fn send_with(
+    /// A PUT of exactly `length` bytes spliced from `data`. It cannot be sent twice: it
+    /// starts only with a token that has more than a minute left, and a 401 is final.
+    /// Returns the ETag Swift answered.
+    fn put_stream(
         &self,
-        session: &Session,
-        method: Method,
         path: &str,
-        headers: &[(&str, String)],
-        body: Body,
-    ) -> Result<Response, HttpError> {
-        let mut all = vec![("x-auth-token".to_string(), session.token.clone())];
-        all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        http::send(
+        data: &InputStream,
+        length: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let session = self.session()?;
+        let r = http::send(
             &Request {
-                method,
-                url: format!("{}/{path}", session.storage_url),
-                headers: all,
+                method: Method::Put,
+                url: self.url(&session, path),
+                headers: Self::headers(&session, &[]),
             },
-            body,
-        )
+            Body::Stream { from: data, length },
+        )?;
+        let (status, etag) = (r.status, r.header("etag").map(str::to_owned));
+        self.created(status, path, &r.text())?;
+        Ok(etag)
     }
 
-    fn object_path(&self, container: &str, object: &str) -> String {
-        format!(
-            "{}/{}",
-            uri_encode(container, true),
-            uri_encode(object, false)
-        )
+    /// Checks the answer to a streamed PUT.
+    fn created(&self, status: u16, path: &str, text: &str) -> Result<(), StoreError> {
+        match status {
+            201 => Ok(()),
+            401 => {
+                // Revoked or lost (tempauth keeps tokens in memcached): the next call
+                // authenticates.
+                self.forget_session();
+                Err(StoreError::AccessDenied(format!(
+                    "Swift answered 401 to PUT {path} (authentication: Swift refused the \
+                     token during a streamed upload, which cannot be sent again; the next \
+                     call authenticates anew)"
+                )))
+            }
+            404 => Err(other(format!(
+                "Swift answered 404 to PUT {path}: the container is missing"
+            ))),
+            _ => Err(wire::swift_error(status, &format!("PUT {path}"), text)),
+        }
     }
 
-    fn segments_container(&self) -> String {
-        format!("{}_segments", self.container)
+    /// `r` if its status is one of `ok`, else the error it means.
+    fn expect(r: Response, ok: &[u16], what: &str) -> Result<Response, StoreError> {
+        if ok.contains(&r.status) {
+            Ok(r)
+        } else {
+            Err(Self::error(r, what))
+        }
     }
 
+    /// The error an answer to `what` means.
+    fn error(r: Response, what: &str) -> StoreError {
+        let status = r.status;
+        wire::swift_error(status, what, &r.text())
+    }
+
+    /// Checks that `container` exists; creates it if missing and `create_container` allows.
+    /// (HEAD first: a user may write objects without being allowed to create containers.)
     fn ensure_container(&self, container: &str) -> Result<(), StoreError> {
-        if !self.create_container {
-            return Ok(());
-        }
-        let r = self.send(Method::Put, &uri_encode(container, true), &[], Body::Empty)?;
+        let path = uri_encode(container, true);
+        let r = self.request(Method::Head, &path, &[], Replayable::Empty)?;
         match r.status {
-            201 | 202 | 204 => Ok(()),
-            status => Err(swift_error(status, r, "creating container")),
+            200..=299 => Ok(()),
+            404 if self.cfg.create_container => {
+                let r = self.request(Method::Put, &path, &[], Replayable::Empty)?;
+                Self::expect(r, &[201, 202, 204], &format!("PUT {container}")).map(drop)
+            }
+            404 => Err(other(format!(
+                "container {container} does not exist and create_container is false"
+            ))),
+            _ => Err(Self::error(r, &format!("HEAD {container}"))),
         }
     }
 
+    /// The answer to a HEAD of the object, `None` if there is none.
     fn head(&self, path: &str) -> Result<Option<Response>, StoreError> {
-        let r = self.send(Method::Head, path, &[], Body::Empty)?;
+        let r = self.request(Method::Head, path, &[], Replayable::Empty)?;
         match r.status {
-            200 | 204 => Ok(Some(r)),
             404 => Ok(None),
-            status => Err(swift_error(status, r, "HEAD")),
+            _ => Self::expect(r, &[200, 204], &format!("HEAD {path}")).map(Some),
         }
     }
 
-    fn put(&self, path: &str, body: Body) -> Result<Response, StoreError> {
-        let r = self.send(Method::Put, path, &[], body)?;
+    /// Deletes an object; true if it was there.
+    fn delete_object(&self, path: &str) -> Result<bool, StoreError> {
+        let r = self.request(Method::Delete, path, &[], Replayable::Empty)?;
         match r.status {
-            201 => Ok(r),
-            status => Err(swift_error(status, r, "PUT")),
+            404 => Ok(false),
+            _ => Self::expect(r, &[200, 204], &format!("DELETE {path}")).map(|_| true),
         }
     }
 
-    fn delete_path(&self, path: &str) -> Result<(), StoreError> {
-        let r = self.send(Method::Delete, path, &[], Body::Empty)?;
-        match r.status {
-            200 | 204 | 404 => Ok(()),
-            status => Err(swift_error(status, r, "DELETE")),
+    /// Deletes what `head` describes: an SLO with its segments, or a plain object.
+    fn delete_described(&self, path: &str, head: &Response) -> Result<bool, StoreError> {
+        let slo = head
+            .header("x-static-large-object")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if !slo {
+            return self.delete_object(path);
+        }
+        let what = format!("DELETE {path}?multipart-manifest=delete");
+        let r = self.request(
+            Method::Delete,
+            &format!("{path}?multipart-manifest=delete"),
+            &[("accept", "application/json")],
+            Replayable::Empty,
+        )?;
+        if r.status == 404 {
+            return Ok(false);
+        }
+        let r = Self::expect(r, &[200], &what)?;
+        let body = r.read_to_vec(4 << 20)?;
+        wire::slo_delete_result(&body).map_err(StoreError::Unavailable)?;
+        Ok(true)
+    }
+
+    /// Deletes every segment named `<object>/…` in the segments container (none, or no
+    /// container, is fine).
+    fn remove_segments(&self, object: &str) -> Result<(), StoreError> {
+        let container = self.cfg.segments_container();
+        let prefix = wire::segment_prefix(object);
+        let mut marker = String::new();
+        loop {
+            let path = format!(
+                "{}?format=json&prefix={}&marker={}",
+                uri_encode(&container, true),
+                uri_encode(&prefix, true),
+                uri_encode(&marker, true)
+            );
+            let r = self.request(Method::Get, &path, &[], Replayable::Empty)?;
+            let body = match r.status {
+                204 | 404 => return Ok(()),
+                _ => Self::expect(r, &[200], &format!("GET {container} (listing)"))?
+                    .read_to_vec(16 << 20)?,
+            };
+            let (names, last) = wire::listing_names(&body, &prefix).map_err(other)?;
+            for name in &names {
+                self.delete_object(&object_path(&container, name))?;
+            }
+            match last {
+                Some(last) if !names.is_empty() => marker = last,
+                _ => return Ok(()),
+            }
         }
     }
 
-    /// Writes the segments and the manifest of an SLO; returns the size.
-    fn slo(&self, object: &str, data: &InputStream, size: Option<u64>) -> Result<u64, StoreError> {
-        let seg_container = self.segments_container();
+    // -----------------------------------------------------------------------------------
+    // Uploads
+
+    /// An SLO of `object` from `data`: the segments, then the manifest. Returns the size.
+    /// On failure the segments written are removed.
+    fn slo(
+        &self,
+        object: &str,
+        data: &InputStream,
+        size: Option<u64>,
+        pending: Pending,
+    ) -> Result<u64, StoreError> {
+        let seg_container = self.cfg.segments_container();
         self.ensure_container(&seg_container)?;
-        let mut segments: Vec<Value> = Vec::new();
-        let mut written: Vec<String> = Vec::new();
-        let result = (|| -> Result<u64, StoreError> {
-            let mut total = 0u64;
-            loop {
-                let name = format!("{object}/{:08}", segments.len() + 1);
-                let path = self.object_path(&seg_container, &name);
-                let (length, r) = match size {
-                    Some(size) => {
-                        let length = (size - total).min(self.segment_size);
-                        if length == 0 && !segments.is_empty() {
-                            break;
-                        }
-                        (
-                            length,
-                            self.put(&path, Body::Stream { from: data, length })?,
-                        )
-                    }
-                    None => {
-                        let part = read_up_to(data, self.segment_size)?;
-                        if part.is_empty() && !segments.is_empty() {
-                            break;
-                        }
-                        let length = part.len() as u64;
-                        (length, self.put(&path, Body::Bytes(&part))?)
-                    }
-                };
-                written.push(path);
-                total += length;
-                let etag = r.header("etag").unwrap_or("").trim_matches('"').to_owned();
-                segments.push(json!({
-                    "path": format!("/{seg_container}/{name}"),
-                    "etag": etag,
-                    "size_bytes": length,
-                }));
-                if size.is_none() && length < self.segment_size {
-                    break;
-                }
-            }
-            if size.is_some() {
-                expect_end(data, total)?;
-            }
-            let manifest = Value::Array(segments.clone()).to_string();
+        // Leftovers of an attempt that died (the host never runs two adds of one image).
+        self.remove_segments(object)?;
+        let mut segments = Vec::new();
+        let written = match size {
+            Some(size) => self.known_segments(object, data, size, &mut segments),
+            None => self.unknown_segments(object, data, pending, &mut segments),
+        };
+        let result = written.and_then(|total| {
+            let manifest = wire::manifest(&segments);
             let path = format!(
                 "{}?multipart-manifest=put",
-                self.object_path(&self.container, object)
+                object_path(&self.cfg.container, object)
             );
-            self.put(&path, Body::Bytes(manifest.as_bytes()))?;
+            let r = self.request(
+                Method::Put,
+                &path,
+                &[("content-type", "application/json")],
+                Replayable::Bytes(manifest.as_bytes()),
+            )?;
+            Self::expect(r, &[201], &format!("PUT {path}"))?;
             Ok(total)
-        })();
+        });
         if result.is_err() {
-            for path in &written {
-                let _ = self.delete_path(path);
+            for segment in &segments {
+                let name = segment.path.trim_start_matches('/');
+                let name = name.split_once('/').map_or(name, |(_, n)| n);
+                let _ = self.delete_object(&object_path(&seg_container, name));
             }
         }
         result
     }
 
-    fn key_of<'a>(&self, location: &'a str) -> Result<&'a str, StoreError> {
-        let bad = || {
-            StoreError::InvalidLocation(format!(
-                "not a location of container {}: {:?}",
-                self.container,
-                truncate(location)
-            ))
-        };
-        let rest = location.strip_prefix("swift://").ok_or_else(bad)?;
-        let (container, object) = rest.split_once('/').ok_or_else(bad)?;
-        if container != self.container || check_image_id(object).is_err() {
-            return Err(bad());
+    fn segment(&self, object: &str, index: u64) -> (String, String) {
+        let container = self.cfg.segments_container();
+        let name = wire::segment_name(object, index);
+        (
+            object_path(&container, &name),
+            format!("/{container}/{name}"),
+        )
+    }
+
+    /// Segments of an image of known size, each streamed with its length.
+    fn known_segments(
+        &self,
+        object: &str,
+        data: &InputStream,
+        size: u64,
+        segments: &mut Vec<Segment>,
+    ) -> Result<u64, StoreError> {
+        let segment_size = wire::known_segment_size(size, self.cfg.segment_size).map_err(other)?;
+        let mut total = 0;
+        while total < size {
+            let length = (size - total).min(segment_size);
+            let (path, manifest_path) = self.segment(object, segments.len() as u64);
+            let etag = self.put_stream(&path, data, length)?;
+            segments.push(Segment {
+                path: manifest_path,
+                etag,
+                size: length,
+            });
+            total += length;
         }
-        Ok(object)
+        expect_end(data, total)?;
+        Ok(total)
+    }
+
+    /// Segments of an image of unknown size, each sent chunked up to its size: memory holds
+    /// at most what `pending` holds.
+    fn unknown_segments(
+        &self,
+        object: &str,
+        data: &InputStream,
+        mut pending: Pending,
+        segments: &mut Vec<Segment>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            if pending.is_empty() {
+                match upload::read_chunk(data)? {
+                    Some(chunk) => pending = Pending::new(chunk),
+                    None => return Ok(total),
+                }
+            }
+            let index = segments.len() as u64;
+            if index == wire::MAX_SEGMENTS {
+                return Err(other(format!(
+                    "the image needs more than {} segments (segment_size_mb too small)",
+                    wire::MAX_SEGMENTS
+                )));
+            }
+            let limit = wire::unknown_segment_size(self.cfg.segment_size, index);
+            let (path, manifest_path) = self.segment(object, index);
+            let session = self.session()?;
+            let sent = upload::put_chunked(
+                &self.url(&session, &path),
+                &Self::headers(&session, &[]),
+                &mut pending,
+                data,
+                limit,
+            )
+            .map_err(StoreError::from)?;
+            self.created(sent.status, &path, &sent.text)?;
+            segments.push(Segment {
+                path: manifest_path,
+                etag: sent.etag,
+                size: sent.length,
+            });
+            total += sent.length;
+            if sent.input_ended {
+                return Ok(total);
+            }
+        }
     }
 }
 
-fn auth_error(status: u16) -> StoreError {
-    match status {
-        401 | 403 => StoreError::AccessDenied(format!(
-            "Swift authentication refused the credentials ({status})"
-        )),
-        _ => StoreError::Unavailable(format!("Swift authentication answered {status}")),
-    }
-}
-
-fn swift_error(status: u16, r: Response, what: &str) -> StoreError {
-    let body = r.text();
-    let message = format!("Swift {what} answered {status}: {}", truncate(body.trim()));
-    match status {
-        404 => StoreError::NotFound,
-        401 | 403 => StoreError::AccessDenied(message),
-        500..=599 => StoreError::Unavailable(message),
-        _ => StoreError::Other(message),
-    }
-}
-
-/// `2026-11-22T12:34:56.000000Z` to seconds since the epoch.
-fn parse_iso8601(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.trim_end_matches('Z').split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
-    // Days from civil (H. Hinnant's method).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + sec).ok()
+/// `<container>/<object>`, encoded for a URL path.
+fn object_path(container: &str, object: &str) -> String {
+    format!(
+        "{}/{}",
+        uri_encode(container, true),
+        uri_encode(object, false)
+    )
 }
 
 impl Driver for SwiftStore {
@@ -503,33 +731,66 @@ impl Driver for SwiftStore {
         size_hint: Option<u64>,
     ) -> Result<Stored, StoreError> {
         check_image_id(&image_id)?;
-        let cfg = config()?;
-        cfg.ensure_container(&cfg.container)?;
-        let path = cfg.object_path(&cfg.container, &image_id);
-        if cfg.head(&path)?.is_some() {
+        let swift = Swift::new()?;
+        let cfg = &swift.cfg;
+        let path = object_path(&cfg.container, &image_id);
+        swift.ensure_container(&cfg.container)?;
+        if swift.head(&path)?.is_some() {
             return Err(StoreError::AlreadyExists);
         }
-        let size = match size_hint {
+        let stored = |size| Stored {
+            location: wire::location(&cfg.container, &image_id),
+            size,
+        };
+        let small = match size_hint {
             Some(size) if size <= cfg.large_object_size => {
-                cfg.put(
-                    &path,
-                    Body::Stream {
-                        from: &data,
-                        length: size,
-                    },
-                )?;
+                match swift.put_stream(&path, &data, size) {
+                    Ok(_) => {}
+                    Err(e @ (StoreError::Unavailable(_) | StoreError::Other(_))) => {
+                        // A body that broke off leaves nothing in Swift; make sure.
+                        let _ = swift.delete_object(&path);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
                 if let Err(e) = expect_end(&data, size) {
-                    let _ = cfg.delete_path(&path);
+                    let _ = swift.delete_object(&path);
                     return Err(e);
                 }
-                size
+                return Ok(stored(size));
             }
-            hint => cfg.slo(&image_id, &data, hint)?,
+            Some(_) => None,
+            None => {
+                // Unknown size: an image that ends within its first few MiB is one PUT.
+                let limit = SMALL_IMAGE.min(cfg.segment_size).min(cfg.large_object_size);
+                let mut head = read_up_to(&data, limit)?;
+                let more = if (head.len() as u64) < limit {
+                    None
+                } else {
+                    upload::read_chunk(&data)?
+                };
+                match more {
+                    None => Some(head),
+                    Some(more) => {
+                        head.extend_from_slice(&more);
+                        return swift
+                            .slo(&image_id, &data, None, Pending::new(head))
+                            .map(stored);
+                    }
+                }
+            }
         };
-        Ok(Stored {
-            location: format!("swift://{}/{image_id}", cfg.container),
-            size,
-        })
+        match small {
+            Some(bytes) => {
+                let r = swift.request(Method::Put, &path, &[], Replayable::Bytes(&bytes))?;
+                let status = r.status;
+                swift.created(status, &path, &r.text())?;
+                Ok(stored(bytes.len() as u64))
+            }
+            None => swift
+                .slo(&image_id, &data, size_hint, Pending::default())
+                .map(stored),
+        }
     }
 
     fn get(
@@ -538,86 +799,57 @@ impl Driver for SwiftStore {
         length: Option<u64>,
         sink: OutputStream,
     ) -> Result<u64, StoreError> {
-        let cfg = config()?;
-        let object = cfg.key_of(&location)?;
+        let swift = Swift::new()?;
+        let object = wire::object_of(&location, &swift.cfg.container)
+            .map_err(StoreError::InvalidLocation)?;
         if length == Some(0) {
             return Ok(0);
         }
-        let headers: Vec<(&str, String)> = http::range(offset, length)
-            .map(|r| vec![("range", r)])
-            .unwrap_or_default();
-        let path = cfg.object_path(&cfg.container, object);
-        let r = cfg.send(Method::Get, &path, &headers, Body::Empty)?;
+        let range = http::range(offset, length);
+        let extra: Vec<(&str, &str)> = range.iter().map(|r| ("range", r.as_str())).collect();
+        let path = object_path(&swift.cfg.container, object);
+        let r = swift.request(Method::Get, &path, &extra, Replayable::Empty)?;
         match http::splice_ranged(r, offset, length, &sink)? {
             Ranged::Done(n) => Ok(n),
-            Ranged::Refused(r) => Err(swift_error(r.status, r, "GET")),
+            Ranged::Refused(r) if r.status == 200 => Err(other(format!(
+                "Swift answered 200 to GET {path} with a range: the range was ignored"
+            ))),
+            Ranged::Refused(r) => Err(Swift::error(r, &format!("GET {path}"))),
         }
     }
 
     fn size(location: String) -> Result<u64, StoreError> {
-        let cfg = config()?;
-        let object = cfg.key_of(&location)?;
-        let r = cfg
-            .head(&cfg.object_path(&cfg.container, object))?
+        let swift = Swift::new()?;
+        let object = wire::object_of(&location, &swift.cfg.container)
+            .map_err(StoreError::InvalidLocation)?;
+        let r = swift
+            .head(&object_path(&swift.cfg.container, object))?
             .ok_or(StoreError::NotFound)?;
         r.header("content-length")
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| StoreError::Other("HEAD gave no content-length".into()))
+            .ok_or_else(|| other("Swift's HEAD answer has no Content-Length"))
     }
 
     fn delete(location: String) -> Result<(), StoreError> {
-        let cfg = config()?;
-        let object = cfg.key_of(&location)?;
-        let path = cfg.object_path(&cfg.container, object);
-        let head = cfg.head(&path)?.ok_or(StoreError::NotFound)?;
-        let slo = head
-            .header("x-static-large-object")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        if slo {
-            cfg.delete_path(&format!("{path}?multipart-manifest=delete"))
+        let swift = Swift::new()?;
+        let object = wire::object_of(&location, &swift.cfg.container)
+            .map_err(StoreError::InvalidLocation)?;
+        let path = object_path(&swift.cfg.container, object);
+        let head = swift.head(&path)?.ok_or(StoreError::NotFound)?;
+        if swift.delete_described(&path, &head)? {
+            Ok(())
         } else {
-            cfg.delete_path(&path)
+            Err(StoreError::NotFound)
         }
     }
 
     fn discard_partial(image_id: String) -> Result<(), StoreError> {
         check_image_id(&image_id)?;
-        let cfg = config()?;
-        let path = cfg.object_path(&cfg.container, &image_id);
-        if let Some(head) = cfg.head(&path)? {
-            let slo = head.header("x-static-large-object").is_some();
-            let suffix = if slo {
-                "?multipart-manifest=delete"
-            } else {
-                ""
-            };
-            cfg.delete_path(&format!("{path}{suffix}"))?;
+        let swift = Swift::new()?;
+        let path = object_path(&swift.cfg.container, &image_id);
+        if let Some(head) = swift.head(&path)? {
+            swift.delete_described(&path, &head)?;
         }
-        // Segments a dead upload left behind.
-        let seg = cfg.segments_container();
-        let list = cfg.send(
-            Method::Get,
-            &format!(
-                "{}?format=json&prefix={}",
-                uri_encode(&seg, true),
-                uri_encode(&format!("{image_id}/"), true)
-            ),
-            &[],
-            Body::Empty,
-        )?;
-        match list.status {
-            200 => {
-                let names: Value =
-                    serde_json::from_slice(&list.read_to_vec(4 << 20)?).unwrap_or(Value::Null);
-                for name in names.as_array().into_iter().flatten() {
-                    if let Some(name) = name["name"].as_str() {
-                        cfg.delete_path(&cfg.object_path(&seg, name))?;
-                    }
-                }
-                Ok(())
-            }
-            204 | 404 => Ok(()),
-            status => Err(swift_error(status, list, "listing segments")),
-        }
+        swift.remove_segments(&image_id)
     }
 }

@@ -178,6 +178,8 @@ enum PumpError {
     SizeMismatch,
     Client(String),
     StoreGone,
+    /// The disk-format inspector refused the data.
+    Refused(ApiError),
 }
 
 pub async fn upload(
@@ -207,7 +209,7 @@ pub async fn upload(
     }
     let (store_id, store) = target_store(&state, &headers)?;
     // queued → saving: of two concurrent uploads exactly one gets here.
-    modify_image(&state, &who, id, |image| {
+    let image = modify_image(&state, &who, id, |image| {
         check_owner(&who, image, "upload_image")?;
         if image.status == ImageStatus::Queued
             && (image.disk_format.is_none() || image.container_format.is_none())
@@ -237,7 +239,8 @@ pub async fn upload(
         content_length,
         cap,
     };
-    match transfer(&state, id, &store_id, store, body, sizes).await {
+    let inspect = crate::import::inspect::session(&state, &image).await?;
+    match transfer(&state, id, &store_id, store, body, sizes, inspect).await {
         Ok(response) => {
             guard.disarm();
             Ok(response)
@@ -251,10 +254,18 @@ pub async fn upload(
 }
 
 /// The sizes an upload announced, and the cap.
-struct Sizes {
-    declared: Option<u64>,
-    content_length: Option<u64>,
-    cap: u64,
+pub(crate) struct Sizes {
+    pub declared: Option<u64>,
+    pub content_length: Option<u64>,
+    pub cap: u64,
+}
+
+/// What [`stream_into_store`] produced: where the bytes are, their digests, and the
+/// inspector's virtual size when the data was inspected.
+pub(crate) struct Streamed {
+    pub stored: crate::store::Stored,
+    pub digests: Digests,
+    pub virtual_size: Option<u64>,
 }
 
 /// Streams the body into the store while hashing it, then activates the image. On error
@@ -266,7 +277,62 @@ async fn transfer(
     store: Arc<dyn ImageStore>,
     body: Body,
     sizes: Sizes,
+    inspect: Option<crate::import::inspect::InspectSession>,
 ) -> Result<Response, ApiError> {
+    let streamed = stream_into_store(
+        state,
+        id,
+        store_id,
+        &store,
+        body.into_data_stream(),
+        sizes,
+        inspect,
+    )
+    .await?;
+    let Streamed {
+        stored,
+        digests,
+        virtual_size,
+    } = streamed;
+    match activate(
+        state,
+        id,
+        store_id,
+        &stored.location,
+        &digests,
+        virtual_size,
+    )
+    .await
+    {
+        Ok(()) => {
+            tracing::info!(image = %id, size = digests.size, store = %store_id, "image data stored");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => {
+            let _ = store.delete(&stored.location).await;
+            Err(e)
+        }
+    }
+}
+
+/// The upload pipeline shared by upload, stage and import: pumps `source` chunk by chunk
+/// into `store` (as the `wasi:io` input-stream of its `add`) while hashing it and, with
+/// `inspect`, teeing it to the disk-format inspector; checks the size cap and the declared
+/// size while streaming. On error the complete data (if `add` finished) is deleted here;
+/// partial data is the caller's to discard (its guard).
+pub(crate) async fn stream_into_store<S, E>(
+    state: &AppState,
+    id: Uuid,
+    store_id: &str,
+    store: &Arc<dyn ImageStore>,
+    source: S,
+    sizes: Sizes,
+    mut inspect: Option<crate::import::inspect::InspectSession>,
+) -> Result<Streamed, ApiError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
     let Sizes {
         declared,
         content_length,
@@ -278,7 +344,7 @@ async fn transfer(
     }));
     let mut hasher = ParallelHasher::new();
     let pump = async {
-        let mut stream = body.into_data_stream();
+        let mut stream = std::pin::pin!(source);
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -292,6 +358,10 @@ async fn transfer(
                 Some(PumpError::TooLarge(hasher.size()))
             } else if declared.is_some_and(|d| hasher.size() > d) {
                 Some(PumpError::SizeMismatch)
+            } else if let Some(session) = inspect.as_mut()
+                && let Err(refusal) = session.feed(&chunk).await
+            {
+                Some(PumpError::Refused(refusal))
             } else {
                 None
             };
@@ -315,12 +385,16 @@ async fn transfer(
         .metrics
         .store_bytes(store_id, Direction::In, digests.size);
     if let Err(problem) = pumped {
+        if let Ok(stored) = &added {
+            let _ = store.delete(&stored.location).await;
+        }
         return Err(match problem {
             PumpError::TooLarge(n) => too_large(n, cap),
             PumpError::SizeMismatch => size_mismatch(declared.unwrap_or_default(), digests.size),
             PumpError::Client(msg) => {
                 ApiError::BadRequest(format!("Error reading the image data: {msg}"))
             }
+            PumpError::Refused(refusal) => refusal,
             PumpError::StoreGone => match added {
                 Err(e) => store_failure(store_id, e),
                 Ok(_) => ApiError::Internal("store stopped reading early".into()),
@@ -342,16 +416,21 @@ async fn transfer(
             stored.size, digests.size
         )));
     }
-    match activate(state, id, store_id, &stored.location, &digests).await {
-        Ok(()) => {
-            tracing::info!(image = %id, size = digests.size, store = %store_id, "image data stored");
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) => {
-            let _ = store.delete(&stored.location).await;
-            Err(e)
-        }
-    }
+    let virtual_size = match inspect {
+        Some(session) => match session.finish(digests.size).await {
+            Ok(v) => v,
+            Err(refusal) => {
+                let _ = store.delete(&stored.location).await;
+                return Err(refusal);
+            }
+        },
+        None => None,
+    };
+    Ok(Streamed {
+        stored,
+        digests,
+        virtual_size,
+    })
 }
 
 /// saving → active, with the digests the host computed and the new location.
@@ -361,6 +440,7 @@ async fn activate(
     store_id: &str,
     location: &str,
     digests: &Digests,
+    virtual_size: Option<u64>,
 ) -> Result<(), ApiError> {
     let system = Identity::system();
     modify_image(state, &system, id, |image| {
@@ -372,7 +452,9 @@ async fn activate(
         }
         image.status = ImageStatus::Active;
         image.size = Some(digests.size);
-        if image.disk_format.as_deref() == Some("raw") {
+        if virtual_size.is_some() {
+            image.virtual_size = virtual_size;
+        } else if image.disk_format.as_deref() == Some("raw") {
             image.virtual_size = Some(digests.size);
         }
         image.checksum = Some(digests.md5.clone());

@@ -73,6 +73,11 @@ pub async fn create(
     if let Ok(v) = HeaderValue::from_str(&format!("/v2/images/{}", image.id)) {
         response.headers_mut().insert(header::LOCATION, v);
     }
+    for (name, value) in super::import::create_headers(&state) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
     Ok(response)
 }
 

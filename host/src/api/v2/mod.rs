@@ -7,6 +7,7 @@ pub mod image_download;
 pub mod image_list;
 pub mod image_view;
 pub mod images;
+pub mod import;
 pub mod info;
 pub mod members;
 pub mod metadefs;
@@ -15,6 +16,7 @@ pub mod properties;
 pub mod schemas;
 pub mod stores;
 pub mod tags;
+pub mod tasks;
 
 use axum::Router;
 use axum::routing::{delete, get, post, put};
@@ -33,6 +35,7 @@ pub fn router() -> Router<AppState> {
             "/cache/{image_id}",
             put(cache::queue_image).delete(cache::delete_entry),
         )
+        .route("/info/import", get(import::info_import))
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
         .route(
@@ -50,6 +53,11 @@ pub fn router() -> Router<AppState> {
             "/images/{id}/file",
             put(image_data::upload).get(image_download::download),
         )
+        .route("/images/{id}/stage", put(import::stage))
+        .route("/images/{id}/import", post(import::import_image))
+        .route("/images/{id}/tasks", get(tasks::image_tasks))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::show))
         .route("/images/{id}/actions/deactivate", post(images::deactivate))
         .route("/images/{id}/actions/reactivate", post(images::reactivate))
         .route(

@@ -1,0 +1,300 @@
+//! Import plugins (Glance's `image_import_plugins`): what glance-direct, web-download and
+//! glance-download imports do to the staged data before it goes to the stores (never
+//! copy-image), in this order:
+//! 1. **inject** (`[import.plugins] inject`): properties set on the image (names starting
+//!    with `os_glance` dropped), unless an admin imports and `inject_for_admins` is off.
+//! 2. **decompress** (`decompress = true`, not for `container_format = compressed`): gzip
+//!    or zstd data, recognised by its magic number, is decompressed *inside the sandbox*
+//!    (the inspector component's `decompress`), capped at the image size cap and the room
+//!    left in the staging area.
+//! 3. **convert** (`convert_to = "raw"|"qcow2"|…`): the staged file is inspected first and
+//!    must match its `disk_format` and pass the safety checks (whatever
+//!    `require_image_format_match` says), then `qemu-img convert -f <disk_format> -O
+//!    <target>` runs with an address-space limit (`ulimit -v`) and a time limit, the output
+//!    is inspected again, and the image's `disk_format` becomes the target when its data is
+//!    recorded.
+//!
+//! Also glance-download's metadata step: the remote image's formats and allowed properties.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use uuid::Uuid;
+
+use super::inspect::{Policy, judge};
+use super::{Failure, ImportRequest, RemoteImage, as_task};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Runs the configured plugins on the staged data of `image`; the disk format the data has
+/// afterwards when a conversion changed it.
+pub async fn run_plugins(
+    state: &AppState,
+    task: Uuid,
+    image: Uuid,
+    request: &ImportRequest,
+) -> Result<Option<String>, Failure> {
+    let cfg = &state.config.import.plugins;
+    if request.inject && !cfg.inject.is_empty() {
+        inject(state, task, image).await?;
+    }
+    let current = super::current_image(state, image).await?;
+    let staged = state
+        .imports
+        .staging
+        .path(&image.to_string())
+        .map_err(|e| e.to_string())?;
+    if cfg.decompress && current.container_format.as_deref() != Some("compressed") {
+        decompress(state, task, image, &staged).await?;
+    }
+    let Some(target) = cfg.convert_to.clone() else {
+        return Ok(None);
+    };
+    let source = current.disk_format.clone().unwrap_or_default();
+    if source == target {
+        return Ok(None);
+    }
+    let (Some(from), Some(to)) = (qemu_format(&source), qemu_format(&target)) else {
+        tracing::info!(task = %task, image = %image, %source, %target,
+            "conversion skipped: qemu-img does not convert this disk format");
+        return Ok(None);
+    };
+    inspect_file(state, &staged, &source)
+        .await
+        .map_err(|e| format!("the staged data cannot be converted: {e}"))?;
+    let output = state
+        .imports
+        .staging
+        .path(&format!("{image}.converted"))
+        .map_err(|e| e.to_string())?;
+    convert(state, &staged, &output, from, to).await?;
+    inspect_file(state, &output, &target)
+        .await
+        .map_err(|e| format!("the converted data failed inspection: {e}"))?;
+    tokio::fs::rename(&output, &staged)
+        .await
+        .map_err(|e| format!("replacing the staged data: {e}"))?;
+    tracing::info!(task = %task, image = %image, %source, %target, "image data converted");
+    Ok(Some(target))
+}
+
+/// qemu-img's name for a disk format it converts.
+fn qemu_format(disk_format: &str) -> Option<&'static str> {
+    Some(match disk_format {
+        "raw" => "raw",
+        "qcow2" => "qcow2",
+        "vmdk" => "vmdk",
+        "vhd" => "vpc",
+        "vhdx" => "vhdx",
+        "vdi" => "vdi",
+        _ => return None,
+    })
+}
+
+/// Glance's `inject_image_metadata`.
+async fn inject(state: &AppState, task: Uuid, image: Uuid) -> Result<(), Failure> {
+    let properties = state.config.import.plugins.inject.clone();
+    as_task(state, task, image, |img| {
+        for (key, value) in &properties {
+            if key.starts_with("os_glance") {
+                tracing::warn!(image = %image, %key, "dropping a reserved property from injection");
+                continue;
+            }
+            img.properties.insert(key.clone(), value.clone());
+        }
+        Ok(())
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Decompresses the staged file in place if it is gzip or zstd.
+async fn decompress(
+    state: &AppState,
+    task: Uuid,
+    image: Uuid,
+    staged: &Path,
+) -> Result<(), Failure> {
+    let mut head = [0u8; 4];
+    let mut file = tokio::fs::File::open(staged)
+        .await
+        .map_err(|e| format!("reading the staged data: {e}"))?;
+    let n = file.read(&mut head).await.unwrap_or(0);
+    let compressed = head[..n].starts_with(&[0x1f, 0x8b, 0x08])
+        || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if !compressed {
+        return Ok(());
+    }
+    let Some(inspector) = state.imports.inspector().await.map_err(|e| e.to_string())? else {
+        return Err("decompression needs the inspector component ([image_format] inspect)".into());
+    };
+    let input = tokio::fs::File::open(staged)
+        .await
+        .map_err(|e| format!("reading the staged data: {e}"))?;
+    let out_path = state
+        .imports
+        .staging
+        .path(&format!("{image}.uc"))
+        .map_err(|e| e.to_string())?;
+    let out = tokio::fs::File::create(&out_path)
+        .await
+        .map_err(|e| format!("staging the decompressed data: {e}"))?;
+    let limit = state
+        .config
+        .image_size_cap
+        .min(state.imports.staging.room());
+    let result = inspector.decompress(input, out, limit).await;
+    let done = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            let _ = tokio::fs::remove_file(&out_path).await;
+            return Err(format!("decompression failed: {e:?}"));
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&out_path).await;
+            return Err(format!("decompression failed: {e}"));
+        }
+    };
+    let written = tokio::fs::metadata(&out_path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(u64::MAX);
+    if written != done.bytes_out {
+        let _ = tokio::fs::remove_file(&out_path).await;
+        return Err(format!(
+            "decompression reported {} bytes, {written} were written",
+            done.bytes_out
+        ));
+    }
+    if let Ok(f) = std::fs::File::open(&out_path) {
+        let _ = f.sync_all();
+    }
+    tokio::fs::rename(&out_path, staged)
+        .await
+        .map_err(|e| format!("replacing the staged data: {e}"))?;
+    as_task(state, task, image, |img| {
+        img.size = Some(done.bytes_out);
+        Ok(())
+    })
+    .await?;
+    tracing::info!(task = %task, image = %image, format = %done.format,
+        bytes_in = done.bytes_in, bytes_out = done.bytes_out, "staged data decompressed");
+    Ok(())
+}
+
+/// Reads a file through the inspector; it must match `disk_format` and be safe (strict,
+/// whatever `require_image_format_match` says: this gates qemu-img).
+pub async fn inspect_file(state: &AppState, path: &Path, disk_format: &str) -> Result<(), String> {
+    let Some(inspector) = state.imports.inspector().await.map_err(|e| e.to_string())? else {
+        return Err("no inspector is loaded ([image_format] inspect is off)".into());
+    };
+    let (mut feed, task) = inspector.start(disk_format);
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if !feed.send(Bytes::copy_from_slice(&buf[..n])).await {
+            break;
+        }
+    }
+    feed.close();
+    let answer = task
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Other(e.to_string())));
+    let policy = Policy {
+        require_match: true,
+        ..Policy::of(&state.config)
+    };
+    judge(&answer, disk_format, Some(total), &policy)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `qemu-img convert` under `ulimit -v` and a time limit; the format is always given (never
+/// probed).
+async fn convert(
+    state: &AppState,
+    input: &Path,
+    output: &Path,
+    from: &str,
+    to: &str,
+) -> Result<(), Failure> {
+    let cfg = &state.config.import.plugins;
+    let kib = cfg.convert_memory_mb.saturating_mul(1024).to_string();
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -v \"$1\" || exit 125; shift; exec \"$@\"")
+        .arg("glass-convert")
+        .arg(&kib)
+        .arg(&cfg.qemu_img)
+        .args(["convert", "-q", "-f", from, "-O", to])
+        .arg(input)
+        .arg(output)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", cfg.qemu_img.display()))?;
+    let limit = Duration::from_secs(cfg.convert_timeout_s.max(1));
+    let outcome = tokio::time::timeout(limit, child.wait_with_output()).await;
+    let failed = |why: String| {
+        let _ = std::fs::remove_file(output);
+        Err(why)
+    };
+    match outcome {
+        Err(_) => failed(format!(
+            "qemu-img convert took longer than {} s",
+            limit.as_secs()
+        )),
+        Ok(Err(e)) => failed(format!("qemu-img convert: {e}")),
+        Ok(Ok(out)) if !out.status.success() => failed(format!(
+            "qemu-img convert failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// glance-download: the remote image's formats and allowed properties onto the image (the
+/// remote image must be active).
+pub async fn fetch_remote_metadata(
+    state: &AppState,
+    task: Uuid,
+    image: Uuid,
+    remote: &RemoteImage,
+) -> Result<(), Failure> {
+    let _ = (state, task, image, remote);
+    Err("glance-download is not available".into())
+}
+
+/// The remote image a glance-download names: the region's Images API endpoint and the
+/// caller's token.
+pub fn remote_image(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    region: &str,
+    image_id: &str,
+) -> Result<RemoteImage, ApiError> {
+    let _ = (state, headers, image_id);
+    let _: Option<Value> = None;
+    Err(ApiError::BadRequest(format!(
+        "glance-download: no Images API endpoint is known for region '{region}'"
+    )))
+}

@@ -1,0 +1,354 @@
+//! [`WasmInspector`]: the disk-image format inspector, a `glass:inspect@0.1.0` component
+//! (built in: `plugins/inspect-format`), loaded and called like a store driver or a
+//! validator: the runtime's engine, compiled-component cache and pooling slots, a fresh
+//! instance per call with its memory cap and deadline (`call::new_store`), granted nothing.
+//! The image bytes reach it as a `wasi:io` input-stream fed from a bounded channel (the
+//! host tees the upload into it); progress on that stream keeps the deadline from cutting a
+//! call that is reading, and a guest that returns early simply closes the channel.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use wasmtime::PoolConcurrencyLimitError;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+use super::call::{CallSettings, CallState, CallStats, fault, new_store};
+use super::{ComponentSource, Limits, Runtime};
+use crate::store::StoreError;
+
+/// Host bindings for the `glass:inspect@0.1.0` world (a module of its own, like
+/// `bindings.rs`, so the generated names stay apart).
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: ["../wit/deps/io.wit", "../wit/glass-inspect@0.1.0"],
+        world: "glass:inspect/inspect",
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+        },
+    });
+}
+
+use bindings::InspectPre;
+pub use bindings::exports::glass::inspect::inspector::{
+    Decompressed, Detected as InspectDetected, InspectError, Report as InspectReport,
+    Violation as InspectViolation,
+};
+
+/// The WIT package an inspector must export.
+pub const INSPECTOR_WIT: &str = "glass:inspect@0.1.0";
+
+/// The built-in inspector component (`plugins/inspect-format`).
+pub const INSPECT_FORMAT: &[u8] = include_bytes!(env!("GLASS_INSPECT_FORMAT_WASM"));
+
+/// Chunks queued between the upload and the inspector.
+const FEED_DEPTH: usize = 8;
+
+/// The inspector plugin, loaded and ready: each call instantiates it afresh.
+pub struct WasmInspector {
+    runtime: Runtime,
+    settings: Arc<CallSettings>,
+    pre: InspectPre<CallState>,
+    stats: Arc<CallStats>,
+    /// What the component says about itself (`info`): name and version.
+    pub name: String,
+    pub version: String,
+}
+
+impl Runtime {
+    /// Compiles (or loads from the cache) an inspector component, checks that it exports
+    /// `glass:inspect/inspector@0.1.0` and asks it for its `info`.
+    pub async fn load_inspector(
+        &self,
+        id: &str,
+        component: ComponentSource,
+        limits: Limits,
+    ) -> anyhow::Result<Arc<WasmInspector>> {
+        anyhow::ensure!(
+            limits.memory_bytes <= self.inner.config.max_memory_bytes,
+            "inspector {id}: memory cap above the runtime's maximum"
+        );
+        let settings = Arc::new(CallSettings {
+            plugin: id.into(),
+            dir: None,
+            hosts: Arc::new([]),
+            settings: Arc::new([]),
+            network_timeout: limits.network_timeout,
+            memory_bytes: limits.memory_bytes,
+            deadline: limits.cpu_deadline,
+            blocking_file_io: false,
+        });
+        let compiled = self.compile(&component).await?;
+        let instance_pre = self
+            .linker()
+            .instantiate_pre(&compiled.component)
+            .map_err(|e| anyhow::anyhow!("inspector {id}: cannot link the component: {e}"))?;
+        let pre = InspectPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("inspector {id}: the component does not export {INSPECTOR_WIT}: {e}")
+        })?;
+        let mut inspector = WasmInspector {
+            runtime: self.clone(),
+            settings,
+            pre,
+            stats: Default::default(),
+            name: String::new(),
+            version: String::new(),
+        };
+        let info = inspector
+            .run(|mut store, plugin| async move {
+                let r = plugin.glass_inspect_inspector().call_info(&mut store).await;
+                (store, r)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("inspector {id}: info failed: {e}"))?;
+        inspector.name = info.name;
+        inspector.version = info.version;
+        tracing::info!(inspector = id, name = %inspector.name, version = %inspector.version,
+            sha256 = %compiled.digest, "inspector plugin loaded");
+        Ok(Arc::new(inspector))
+    }
+}
+
+/// The feeding end of an inspection: chunks go in until the inspector has its answer.
+pub struct InspectFeed {
+    tx: Option<mpsc::Sender<Bytes>>,
+}
+
+impl InspectFeed {
+    /// Hands a chunk to the inspector; false once it stopped reading (it has its answer).
+    pub async fn send(&mut self, chunk: Bytes) -> bool {
+        match &self.tx {
+            Some(tx) => {
+                if tx.send(chunk).await.is_ok() {
+                    true
+                } else {
+                    self.tx = None;
+                    false
+                }
+            }
+            None => false,
+        }
+    }
+
+    /// The end of the data.
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
+/// The answer of a running inspection.
+pub type InspectResult = Result<Result<InspectReport, InspectError>, StoreError>;
+
+impl WasmInspector {
+    /// Starts inspecting a stream: returns its feed and the task that ends with the report.
+    pub fn start(
+        self: &Arc<Self>,
+        claimed_format: &str,
+    ) -> (InspectFeed, tokio::task::JoinHandle<InspectResult>) {
+        let (tx, rx) = mpsc::channel::<Bytes>(FEED_DEPTH);
+        let progress = Arc::new(AtomicU64::new(0));
+        let reader = ChannelReader {
+            rx,
+            head: Bytes::new(),
+            progress: progress.clone(),
+        };
+        let this = self.clone();
+        let claimed = claimed_format.to_string();
+        let task = self.runtime.io_handle().spawn(async move {
+            let engine = this.runtime.engine().clone();
+            let mut store = new_store(&engine, &this.settings, &this.stats, progress)?;
+            let plugin = match this.pre.instantiate_async(&mut store).await {
+                Ok(p) => p,
+                Err(e) => return Err(instantiate_error(&this.settings, &store, &this.stats, e)),
+            };
+            let input: DynInputStream = Box::new(AsyncReadStream::new(reader));
+            let input = store
+                .data_mut()
+                .table
+                .push(input)
+                .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
+            let result = plugin
+                .glass_inspect_inspector()
+                .call_inspect(&mut store, input, &claimed)
+                .await;
+            result.map_err(|e| fault(&this.settings.plugin, store.data(), &this.stats, &e))
+        });
+        (InspectFeed { tx: Some(tx) }, task)
+    }
+
+    /// Decompresses `data` (gzip or zstd) into `out` inside the sandbox, writing at most
+    /// `limit` bytes. `Ok(Err(_))` is the component's verdict (not compressed, corrupt, too
+    /// large); `Err` a fault of the plugin.
+    pub async fn decompress<R, W>(
+        &self,
+        data: R,
+        out: W,
+        limit: u64,
+    ) -> Result<Result<Decompressed, InspectError>, StoreError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Sync + Unpin + 'static,
+    {
+        let progress = Arc::new(AtomicU64::new(0));
+        let input = Counted {
+            inner: data,
+            progress: progress.clone(),
+        };
+        let output = Counted {
+            inner: out,
+            progress: progress.clone(),
+        };
+        let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
+        let engine = self.runtime.engine().clone();
+        self.runtime
+            .io_handle()
+            .spawn(async move {
+                let mut store = new_store(&engine, &settings, &stats, progress)?;
+                let plugin = match pre.instantiate_async(&mut store).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(instantiate_error(&settings, &store, &stats, e)),
+                };
+                let input: DynInputStream = Box::new(AsyncReadStream::new(input));
+                let output: DynOutputStream = Box::new(AsyncWriteStream::new(64 * 1024, output));
+                let table = &mut store.data_mut().table;
+                let input = table
+                    .push(input)
+                    .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
+                let output = table
+                    .push(output)
+                    .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
+                let result = plugin
+                    .glass_inspect_inspector()
+                    .call_decompress(&mut store, input, output, limit)
+                    .await;
+                result.map_err(|e| fault(&settings.plugin, store.data(), &stats, &e))
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("inspector task failed: {e}")))?
+    }
+
+    /// Runs `f` on a fresh instance, on the plugin threads.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(wasmtime::Store<CallState>, bindings::Inspect) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (wasmtime::Store<CallState>, wasmtime::Result<T>)> + Send,
+    {
+        let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
+        let engine = self.runtime.engine().clone();
+        self.runtime
+            .io_handle()
+            .spawn(async move {
+                let mut store = new_store(&engine, &settings, &stats, Arc::new(AtomicU64::new(0)))?;
+                let plugin = match pre.instantiate_async(&mut store).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(instantiate_error(&settings, &store, &stats, e)),
+                };
+                let (store, result) = f(store, plugin).await;
+                result.map_err(|e| fault(&settings.plugin, store.data(), &stats, &e))
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("inspector task failed: {e}")))?
+    }
+
+    /// Calls and faults so far.
+    pub fn calls(&self) -> (u64, u64) {
+        (
+            self.stats.calls.load(Ordering::Relaxed),
+            self.stats.faults.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn instantiate_error(
+    settings: &CallSettings,
+    store: &wasmtime::Store<CallState>,
+    stats: &CallStats,
+    e: wasmtime::Error,
+) -> StoreError {
+    if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        StoreError::Unavailable("too many concurrent plugin calls".into())
+    } else {
+        fault(&settings.plugin, store.data(), stats, &e)
+    }
+}
+
+/// The inspector's input: the chunks the host sends, counted for the deadline; the end of
+/// the stream when the host closes its side.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    head: Bytes,
+    progress: Arc<AtomicU64>,
+}
+
+impl AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        while self.head.is_empty() {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => self.head = chunk,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.head.len().min(buf.remaining());
+        let chunk = self.head.split_to(n);
+        buf.put_slice(&chunk);
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A reader or writer whose bytes count as progress (for the call's deadline).
+struct Counted<T> {
+    inner: T,
+    progress: Arc<AtomicU64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.progress.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
