@@ -16,6 +16,48 @@ pub enum AuthMode {
     Noauth,
     /// Identity from X-Project-Id / X-User-Id / X-Roles, as set by a trusted proxy.
     TrustedHeaders,
+    /// `X-Auth-Token` validated against Keystone v3 (`[keystone]`), as keystonemiddleware does.
+    Keystone,
+}
+
+/// `[keystone]`: where tokens are validated and the service user Glass validates them as.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeystoneConfig {
+    /// Keystone's identity endpoint, e.g. `http://127.0.0.1:5000` (`/v3` is added).
+    pub auth_url: String,
+    /// What 401 answers point clients to (`WWW-Authenticate: Keystone uri=…`); `auth_url`
+    /// when unset.
+    pub www_authenticate_uri: Option<String>,
+    /// The service user (needs the `service` or `admin` role to validate others' tokens).
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// How long a validated token is trusted without asking again (never past its expiry).
+    pub token_cache_time_s: u64,
+    /// Most tokens kept in the cache.
+    pub token_cache_size: usize,
+    /// Deadline of each call to Keystone; past it the request gets a 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        KeystoneConfig {
+            auth_url: String::new(),
+            www_authenticate_uri: None,
+            username: "glance".into(),
+            password: String::new(),
+            project_name: "service".into(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            token_cache_time_s: 300,
+            token_cache_size: 10_000,
+            timeout_ms: 5_000,
+        }
+    }
 }
 
 /// Log output format.
@@ -37,6 +79,10 @@ pub struct Config {
     pub auth: AuthMode,
     /// The project every noauth request belongs to.
     pub noauth_project: String,
+    /// `[keystone]`, for `auth = "keystone"`.
+    pub keystone: KeystoneConfig,
+    /// An oslo.policy file (JSON or YAML) whose rules replace Glance's defaults, rule by rule.
+    pub policy_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Default page size of list calls (Glance's `limit_param_default`).
     pub limit_param_default: usize,
@@ -317,6 +363,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             auth: AuthMode::Noauth,
             noauth_project: "0123456789abcdef0123456789abcdef".into(),
+            keystone: KeystoneConfig::default(),
+            policy_file: None,
             log_format: LogFormat::Text,
             limit_param_default: 25,
             api_limit_max: 1000,
@@ -398,6 +446,19 @@ impl Config {
                 return Err(format!("stores: id {:?} appears twice", store.id));
             }
             store.settings_env()?;
+        }
+        if self.auth == AuthMode::Keystone {
+            let k = &self.keystone;
+            if !k.auth_url.starts_with("http://") && !k.auth_url.starts_with("https://") {
+                return Err(
+                    "keystone: auth_url must be an http(s) URL with auth = \"keystone\"".into(),
+                );
+            }
+            if k.username.is_empty() || k.password.is_empty() {
+                return Err(
+                    "keystone: username and password are needed with auth = \"keystone\"".into(),
+                );
+            }
         }
         match (self.registry.backend, &self.registry.url) {
             (RegistryBackend::Postgres, None) => {

@@ -58,9 +58,20 @@ impl Identity {
         Identity {
             project: text("x-project-id").or_else(|| text("x-tenant-id")),
             user: text("x-user-id"),
-            roles,
+            roles: with_implied_roles(roles),
         }
     }
+}
+
+/// Adds the roles Keystone's default implied-role chain gives (admin ⇒ member ⇒ reader):
+/// Keystone's tokens carry them already, headers from a proxy may not.
+fn with_implied_roles(mut roles: Vec<String>) -> Vec<String> {
+    for (role, implies) in [("admin", "member"), ("member", "reader")] {
+        if roles.iter().any(|r| r == role) && !roles.iter().any(|r| r == implies) {
+            roles.push(implies.to_owned());
+        }
+    }
+    roles
 }
 
 impl FromRequestParts<AppState> for Identity {
@@ -79,6 +90,10 @@ impl FromRequestParts<AppState> for Identity {
                 }
             }
             AuthMode::Noauth | AuthMode::TrustedHeaders => from_headers,
+            // Set by `keystone::authenticate` from the validated token.
+            AuthMode::Keystone => parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
+                ApiError::Unauthorized(crate::keystone::AuthError::Invalid.to_string())
+            })?,
         })
     }
 }

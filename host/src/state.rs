@@ -26,6 +26,10 @@ pub struct AppState {
     pub validators: Arc<ValidatorSet>,
     /// Image import: the staging area and the disk-format inspector (`import`).
     pub imports: Arc<crate::import::Imports>,
+    /// Token validation, with `auth = "keystone"`.
+    pub keystone: Option<Arc<crate::keystone::Keystone>>,
+    /// The access rules (Glance's defaults, with the operator's `policy_file` over them).
+    pub policy: Arc<crate::policy::Policy>,
 }
 
 impl AppState {
@@ -37,7 +41,20 @@ impl AppState {
         let stores = Arc::new(stores);
         let scrub = Arc::new(ScrubQueue::open(config.data_dir.join("scrub"))?);
         let imports = Arc::new(crate::import::Imports::open(&config)?);
+        let keystone = match config.auth {
+            crate::config::AuthMode::Keystone => Some(Arc::new(
+                crate::keystone::Keystone::new(config.keystone.clone())
+                    .map_err(std::io::Error::other)?,
+            )),
+            _ => None,
+        };
+        let policy = match &config.policy_file {
+            Some(path) => crate::policy::Policy::load(path).map_err(std::io::Error::other)?,
+            None => crate::policy::Policy::default(),
+        };
         Ok(AppState {
+            keystone,
+            policy: Arc::new(policy),
             imports,
             scrub,
             config: Arc::new(config),

@@ -26,7 +26,7 @@ use glass_registry::{Image, MetadefDefinition, MetadefVisibility};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::api::v2::access::{check_owner, visible_image};
+use crate::api::v2::access::{check_image_rule, visible_image};
 use crate::api::v2::image_view::image_body;
 use crate::api::v2::patch::{self, Change, Op};
 use crate::config::{ValidatorConfig, ValidatorFailure, ValidatorMode};
@@ -136,7 +136,7 @@ pub async fn check_patch(
     let Ok(mut image) = visible_image(state, who, id).await else {
         return Ok(());
     };
-    if check_owner(who, &image, "modify_image").is_err() {
+    if check_image_rule(state, who, &image, "modify_image").is_err() {
         return Ok(());
     }
     for change in changes {

@@ -6,6 +6,7 @@ pub mod backends;
 pub mod conformance;
 pub mod data;
 pub mod import;
+pub mod keystone;
 pub mod load;
 pub mod metadefs;
 
@@ -88,6 +89,7 @@ pub struct Client {
     pub base: String,
     http: reqwest::Client,
     identity: Option<(String, String)>,
+    token: Option<String>,
 }
 
 impl Client {
@@ -96,6 +98,15 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             identity,
+            token: None,
+        }
+    }
+
+    /// A client that sends `X-Auth-Token: token` (`auth = "keystone"`).
+    pub fn with_token(base: &str, token: &str) -> Client {
+        Client {
+            token: Some(token.to_string()),
+            ..Client::new(base, None)
         }
     }
 
@@ -106,6 +117,9 @@ impl Client {
                 .header("X-Project-Id", project)
                 .header("X-User-Id", format!("user-of-{project}"))
                 .header("X-Roles", roles);
+        }
+        if let Some(token) = &self.token {
+            rb = rb.header("X-Auth-Token", token);
         }
         rb
     }

@@ -150,11 +150,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state.clone());
     // The middleware wraps the whole router as one service, so it also sees what the router
-    // adds after a route's own layers (the `Allow` header of a 405).
+    // adds after a route's own layers (the `Allow` header of a 405). Authentication comes
+    // before any route (an unknown path without a token is a 401, as in Glance).
     Router::new()
         .fallback_service(routes)
+        .layer(middleware::from_fn_with_state(
+            state,
+            crate::keystone::authenticate,
+        ))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn(request_id))
 }

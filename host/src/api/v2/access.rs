@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::identity::Identity;
+use crate::policy::{self, Target};
 use crate::state::AppState;
 
 /// Parses an image id from a path; anything that is not a UUID names no image.
@@ -21,7 +22,7 @@ pub async fn visible_image(state: &AppState, who: &Identity, id: Uuid) -> Result
         .await?
         .ok_or_else(|| ApiError::image_not_found(id))?;
     if who.is_admin() || who.viewer().owns(&image) {
-        return Ok(image);
+        return allowed_to_get(state, who, image);
     }
     let membership = match &who.project {
         Some(project) => state
@@ -32,20 +33,57 @@ pub async fn visible_image(state: &AppState, who: &Identity, id: Uuid) -> Result
         None => None,
     };
     if who.viewer().can_see(&image, membership) {
-        Ok(image)
+        allowed_to_get(state, who, image)
     } else {
         Err(ApiError::image_not_found(id))
     }
 }
 
-/// May the caller change this image's metadata? (owner or admin)
-pub fn check_owner(who: &Identity, image: &Image, action: &str) -> Result<(), ApiError> {
-    if who.is_admin() || who.viewer().owns(image) {
+/// What the policy rules about an image are checked against: its owner, its visibility,
+/// and the caller's project as `member_id` when it sees a shared image it does not own
+/// (the registry only shows such an image to a member project, as Glance's does).
+pub fn image_target(who: &Identity, image: &Image) -> Target {
+    let owner = image.owner.as_deref();
+    let visibility = image.visibility.as_str();
+    let member = match (&who.project, owner) {
+        (Some(p), o) if visibility == "shared" && o != Some(p.as_str()) => Some(p.as_str()),
+        _ => None,
+    };
+    Target::new()
+        .with("project_id", owner)
+        .with("owner", owner)
+        .with("visibility", Some(visibility))
+        .with("member_id", member)
+}
+
+/// Policy rule `rule` on an image the caller can see: 403 if refused (or 404 when the
+/// caller may not even see it, as Glance answers).
+pub fn check_image_rule(
+    state: &AppState,
+    who: &Identity,
+    image: &Image,
+    rule: &str,
+) -> Result<(), ApiError> {
+    let target = image_target(who, image);
+    if state.policy.allows(rule, who, &target) {
         Ok(())
+    } else if state.policy.allows("get_image", who, &target) {
+        Err(policy::forbidden(rule))
     } else {
-        Err(ApiError::Forbidden(format!(
-            "You are not authorized to complete {action} action."
-        )))
+        Err(ApiError::image_not_found(image.id))
+    }
+}
+
+/// The `get_image` rule on an image the registry lets the caller see (a reader role at
+/// least): 404 when refused.
+fn allowed_to_get(state: &AppState, who: &Identity, image: Image) -> Result<Image, ApiError> {
+    if state
+        .policy
+        .allows("get_image", who, &image_target(who, &image))
+    {
+        Ok(image)
+    } else {
+        Err(ApiError::image_not_found(image.id))
     }
 }
 

@@ -19,15 +19,13 @@ use crate::identity::Identity;
 use crate::state::AppState;
 
 fn cache(state: &AppState, who: &Identity, action: &str) -> Result<Arc<ImageCache>, ApiError> {
+    state
+        .policy
+        .enforce(action, who, &crate::policy::Target::new())?;
     let cache = state
         .cache
         .clone()
         .ok_or_else(|| ApiError::NotFound("The image cache is not enabled.".into()))?;
-    if !who.is_admin() {
-        return Err(ApiError::Forbidden(format!(
-            "You are not authorized to complete {action} action."
-        )));
-    }
     Ok(cache)
 }
 

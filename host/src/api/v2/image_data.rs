@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
-use super::access::{check_owner, modify_image, parse_image_id};
+use super::access::{check_image_rule, modify_image, parse_image_id};
 use crate::api::media_type;
 use crate::error::ApiError;
 use crate::hashing::{Digests, ParallelHasher};
@@ -210,7 +210,7 @@ pub async fn upload(
     let (store_id, store) = target_store(&state, &headers)?;
     // queued → saving: of two concurrent uploads exactly one gets here.
     let image = modify_image(&state, &who, id, |image| {
-        check_owner(&who, image, "upload_image")?;
+        check_image_rule(&state, &who, image, "upload_image")?;
         if image.status == ImageStatus::Queued
             && (image.disk_format.is_none() || image.container_format.is_none())
         {

@@ -17,7 +17,7 @@ use glass_registry::{Image, ImageStatus};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::access::{parse_image_id, visible_image};
+use super::access::{check_image_rule, parse_image_id, visible_image};
 use super::image_data::store_failure;
 use crate::cache::{Filler, ImageCache};
 use crate::error::ApiError;
@@ -43,6 +43,7 @@ pub async fn download(
             "The requested image has been deactivated. Image data download is forbidden.".into(),
         ));
     }
+    check_image_rule(&state, &who, &image, "download_image")?;
     let Some(size) = image.size else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };

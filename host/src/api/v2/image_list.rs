@@ -339,6 +339,11 @@ pub async fn list(
     who: Identity,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    state.policy.enforce(
+        "get_images",
+        &who,
+        &crate::policy::Target::own_project(&who),
+    )?;
     let pairs = query_pairs(raw.as_deref());
     let query = parse_query(&pairs, &who, &state.config)?;
     let page = state.registry.list_images(query).await?;

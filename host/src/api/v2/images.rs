@@ -6,16 +6,17 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use glass_registry::{Image, ImageStatus, RegistryError};
+use glass_registry::{Image, ImageStatus, RegistryError, Visibility};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use super::image_view::image_body;
 use super::{patch, properties};
 use crate::api::{json_body, media_type};
 use crate::error::ApiError;
 use crate::identity::Identity;
+use crate::policy::Target;
 use crate::state::AppState;
 
 pub async fn create(
@@ -65,6 +66,17 @@ pub async fn create(
         }
         properties::set(&mut image, name, value, &who)?;
     }
+    let owner = image.owner.as_deref();
+    let target = Target::own_project(&who).with("owner", owner);
+    if !state.policy.allows("add_image", &who, &target) {
+        return Err(ApiError::Forbidden(match owner {
+            Some(owner) if Some(owner) != who.project.as_deref() => {
+                format!("You are not permitted to create images owned by '{owner}'")
+            }
+            _ => "You are not authorized to complete add_image action.".into(),
+        }));
+    }
+    check_visibility_rule(&state, &who, &image)?;
     check_quotas(&state, &image)?;
     crate::validators::check_create(&state, &image, &fields).await?;
     let image = state.registry.create_image(image).await?;
@@ -126,9 +138,13 @@ pub async fn update(
     let changes = patch::parse(&json_body(&body)?, dialect)?;
     crate::validators::check_patch(&state, &who, id, &changes).await?;
     let image = modify_image(&state, &who, id, |image| {
-        check_owner(&who, image, "modify_image")?;
+        check_image_rule(&state, &who, image, "modify_image")?;
+        let before = image.visibility;
         for change in &changes {
             patch::apply(image, change, &who)?;
+        }
+        if image.visibility != before {
+            check_visibility_rule(&state, &who, image)?;
         }
         check_quotas(&state, image)
     })
@@ -151,7 +167,7 @@ pub async fn delete(
             }
             other => other?,
         };
-        check_owner(&who, &image, "delete_image")?;
+        check_image_rule(&state, &who, &image, "delete_image")?;
         if image.protected {
             return Err(ApiError::Forbidden(format!(
                 "Image {id} is protected and cannot be deleted."
@@ -188,6 +204,21 @@ pub async fn reactivate(
     change_activation(&state, &who, &id, ImageStatus::Active).await
 }
 
+/// Making an image public or community has rules of its own (`publicize_image`,
+/// `communitize_image`), on create and on PATCH.
+fn check_visibility_rule(state: &AppState, who: &Identity, image: &Image) -> Result<(), ApiError> {
+    let rule = match image.visibility {
+        Visibility::Public => "publicize_image",
+        Visibility::Community => "communitize_image",
+        _ => return Ok(()),
+    };
+    let target = Target::new()
+        .with("project_id", image.owner.as_deref())
+        .with("owner", image.owner.as_deref())
+        .with("visibility", Some(image.visibility.as_str()));
+    state.policy.enforce(rule, who, &target)
+}
+
 async fn change_activation(
     state: &AppState,
     who: &Identity,
@@ -200,7 +231,7 @@ async fn change_activation(
         _ => "deactivate",
     };
     modify_image(state, who, id, |image| {
-        check_owner(who, image, action)?;
+        check_image_rule(state, who, image, action)?;
         match image.status {
             ImageStatus::Active | ImageStatus::Deactivated => {
                 image.status = target;

@@ -15,7 +15,7 @@ use glass_registry::{Image, ImageStatus, TaskStatus, now};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use super::image_data::{Sizes, stream_into_store};
 use crate::api::{json_body, media_type};
 use crate::error::ApiError;
@@ -146,7 +146,7 @@ pub async fn stage(
     }
     // queued → uploading: of two concurrent stages exactly one gets here.
     let image = modify_image(&state, &who, id, |image| {
-        check_owner(&who, image, "modify_image")?;
+        check_image_rule(&state, &who, image, "modify_image")?;
         if image.status != ImageStatus::Queued {
             return Err(ApiError::Conflict(format!(
                 "Image status transition from {} to uploading is not allowed",
@@ -371,15 +371,11 @@ pub async fn import_image(
     }
     // copy-image is an admin action (Glance's copy_image policy); the others change the
     // image's data, which only its owner (or an admin) may.
-    if body.method == Method::CopyImage {
-        if !who.is_admin() {
-            return Err(ApiError::Forbidden(
-                "You are not authorized to complete copy_image action.".into(),
-            ));
-        }
-    } else {
-        check_owner(&who, &image, "modify_image")?;
-    }
+    let rule = match body.method {
+        Method::CopyImage => "copy_image",
+        _ => "modify_image",
+    };
+    check_image_rule(&state, &who, &image, rule)?;
     let busted = check_lock(&state, &image).await?;
     let mut stores = requested_stores(&state, &headers, &body)?;
     if body.method == Method::CopyImage {

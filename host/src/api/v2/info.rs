@@ -23,11 +23,9 @@ pub async fn stores_detail(
     State(state): State<AppState>,
     who: Identity,
 ) -> Result<Json<Value>, ApiError> {
-    if !who.is_admin() {
-        return Err(ApiError::Forbidden(
-            "You are not authorized to complete stores_info_detail action.".into(),
-        ));
-    }
+    state
+        .policy
+        .enforce("stores_info_detail", &who, &crate::policy::Target::new())?;
     let stores: Vec<Value> = state
         .stores
         .entries()

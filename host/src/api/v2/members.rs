@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use glass_registry::{Image, Member, MemberStatus, Visibility, now};
 use serde_json::{Value, json};
 
-use super::access::{parse_image_id, visible_image};
+use super::access::{check_image_rule, parse_image_id, visible_image};
 use super::image_view::format_time;
 use crate::api::json_body;
 use crate::error::ApiError;
@@ -85,6 +85,7 @@ pub async fn list(
             "Not allowed to list members for image {id}: Only shared images have members."
         ))
     })?;
+    check_image_rule(&state, &who, &image, "get_members")?;
     let members = state.registry.list_members(id).await?;
     let members: Vec<Value> = members
         .iter()
@@ -105,11 +106,7 @@ pub async fn create(
     let id = parse_image_id(&id)?;
     let member_id = body_field(&body, "member")?;
     let image = visible_image(&state, &who, id).await?;
-    if !is_owner_or_admin(&who, &image) {
-        return Err(ApiError::Forbidden(
-            "You are not authorized to complete add_member action.".into(),
-        ));
-    }
+    check_image_rule(&state, &who, &image, "add_member")?;
     require_shared(&image, || {
         forbidden(format!("Not allowed to create members for image {id}."))
     })?;
@@ -186,11 +183,7 @@ pub async fn update(
         forbidden(format!("Not allowed to update members for image {id}."))
     })?;
     let mut member = visible_member(&state, &who, &image, &member_id).await?;
-    if who.project.as_deref() != Some(member_id.as_str()) && !who.is_admin() {
-        return Err(ApiError::Forbidden(
-            "You are not authorized to complete modify_member action.".into(),
-        ));
-    }
+    check_image_rule(&state, &who, &image, "modify_member")?;
     member.status = status;
     member.updated_at = now();
     let member = state.registry.update_member(member).await?;
@@ -208,11 +201,7 @@ pub async fn delete(
         forbidden(format!("Not allowed to delete members for image {id}."))
     })?;
     visible_member(&state, &who, &image, &member_id).await?;
-    if !is_owner_or_admin(&who, &image) {
-        return Err(ApiError::Forbidden(
-            "You are not authorized to complete delete_member action.".into(),
-        ));
-    }
+    check_image_rule(&state, &who, &image, "delete_member")?;
     state.registry.delete_member(id, &member_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

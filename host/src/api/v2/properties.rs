@@ -185,11 +185,6 @@ pub fn set(image: &mut Image, name: &str, v: &Value, caller: &Identity) -> Resul
                     python_repr(v)
                 ))
             })?;
-            if parsed == Visibility::Public && !caller.is_admin() {
-                return Err(ApiError::Forbidden(
-                    "You are not authorized to complete publicize_image action.".into(),
-                ));
-            }
             image.visibility = parsed;
         }
         "protected" => image.protected = boolean(name, v)?,

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use glass_registry::ImageStatus;
 
-use super::access::{check_owner, modify_image, parse_image_id, visible_image};
+use super::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::state::AppState;
@@ -27,7 +27,7 @@ pub async fn delete_from_store(
         ApiError::NotFound(_) => ApiError::NotFound(format!("Failed to find image {id}")),
         e => e,
     })?;
-    check_owner(&who, &image, "delete_image_location")?;
+    check_image_rule(&state, &who, &image, "delete_image_location")?;
     let mut removed = None;
     modify_image(&state, &who, id, |image| {
         if image.status != ImageStatus::Active {

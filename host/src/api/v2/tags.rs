@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::access::{check_owner, modify_image, parse_image_id};
+use super::access::{check_image_rule, modify_image, parse_image_id};
 use super::images::check_quotas;
 use super::properties;
 use crate::error::ApiError;
@@ -18,7 +18,7 @@ pub async fn add(
     let id = parse_image_id(&id)?;
     properties::tag(&tag)?;
     modify_image(&state, &who, id, |image| {
-        check_owner(&who, image, "modify_image")?;
+        check_image_rule(&state, &who, image, "modify_image")?;
         image.tags.insert(tag.clone());
         check_quotas(&state, image)
     })
@@ -33,7 +33,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_image_id(&id)?;
     modify_image(&state, &who, id, |image| {
-        check_owner(&who, image, "modify_image")?;
+        check_image_rule(&state, &who, image, "modify_image")?;
         if image.tags.remove(&tag) {
             Ok(())
         } else {

@@ -112,14 +112,10 @@ fn visible_to(who: &Identity, task: &Task) -> bool {
 }
 
 /// Glance's `tasks_api_access` (admin by default).
-fn require_tasks_access(who: &Identity) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "You are not authorized to complete tasks_api_access action.".into(),
-        ))
-    }
+fn require_tasks_access(state: &AppState, who: &Identity) -> Result<(), ApiError> {
+    state
+        .policy
+        .enforce("tasks_api_access", who, &crate::policy::Target::new())
 }
 
 /// `GET /v2/tasks/{id}`.
@@ -128,7 +124,7 @@ pub async fn show(
     who: Identity,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_tasks_access(&who)?;
+    require_tasks_access(&state, &who)?;
     let not_found = || ApiError::NotFound(format!("Task with the given id {id} was not found"));
     let task_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let task = state
@@ -147,7 +143,7 @@ pub async fn list(
     who: Identity,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    require_tasks_access(&who)?;
+    require_tasks_access(&state, &who)?;
     let mut limit = state.config.limit_param_default;
     let mut marker = None;
     let mut sort_key = "created_at".to_string();

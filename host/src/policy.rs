@@ -1,0 +1,557 @@
+//! Glance's role-based access policy: the default rules of Glance's "secure RBAC" (admin,
+//! project member, project reader, the service role), written in oslo.policy's check
+//! language, evaluated against the caller's [`Identity`] and a [`Target`] (the image or
+//! namespace acted on), and overridable per rule by an operator policy file.
+//!
+//! The language (what oslo.policy accepts, minus the HTTP check): `role:NAME`,
+//! `rule:NAME`, `project_id:%(key)s` (and any `credential:%(key)s`), `'literal':%(key)s`,
+//! `@` (always), `!` (never), `not`, `and`, `or` (and binds tighter), parentheses, and the
+//! empty string (always).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::ApiError;
+use crate::identity::Identity;
+
+/// What a rule is checked against: the keys `%(key)s` refers to. `project_id` is the owner
+/// of the resource, `member_id` the caller's project when it is a member of a shared image.
+#[derive(Debug, Default, Clone)]
+pub struct Target {
+    values: HashMap<&'static str, String>,
+}
+
+impl Target {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` (an absent value never matches, as oslo.policy's "None").
+    pub fn with(mut self, key: &'static str, value: Option<&str>) -> Self {
+        if let Some(value) = value {
+            self.values.insert(key, value.to_owned());
+        }
+        self
+    }
+
+    /// A target whose owner is the caller's own project (`get_images`, creation checks).
+    pub fn own_project(who: &Identity) -> Self {
+        Target::new().with("project_id", who.project.as_deref())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+/// One parsed check expression.
+#[derive(Debug, Clone, PartialEq)]
+enum Check {
+    Always,
+    Never,
+    Role(String),
+    Rule(String),
+    /// `credential:%(key)s`: the caller's credential equals the target's value.
+    Credential {
+        credential: String,
+        key: String,
+    },
+    /// `'literal':%(key)s`.
+    Literal {
+        value: String,
+        key: String,
+    },
+    Not(Box<Check>),
+    And(Vec<Check>),
+    Or(Vec<Check>),
+}
+
+/// Glance's default rules (glance/policies/*.py with enforce_new_defaults).
+const DEFAULT_RULES: &[(&str, &str)] = &[
+    ("context_is_admin", "role:admin"),
+    ("default", ""),
+    ("service_api", "role:service or role:admin"),
+    // Images.
+    (
+        "add_image",
+        "role:admin or (role:member and project_id:%(project_id)s and project_id:%(owner)s)",
+    ),
+    (
+        "get_image",
+        "role:admin or (role:reader and (project_id:%(project_id)s or \
+         project_id:%(member_id)s or 'community':%(visibility)s or 'public':%(visibility)s \
+         or 'shared':%(visibility)s))",
+    ),
+    (
+        "get_images",
+        "role:admin or (role:reader and project_id:%(project_id)s)",
+    ),
+    (
+        "modify_image",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    ("publicize_image", "role:admin"),
+    (
+        "communitize_image",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "delete_image",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "download_image",
+        "role:admin or (role:member and (project_id:%(project_id)s or \
+         project_id:%(member_id)s or 'community':%(visibility)s or 'public':%(visibility)s \
+         or 'shared':%(visibility)s))",
+    ),
+    (
+        "upload_image",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    ("delete_image_location", "role:admin"),
+    (
+        "get_image_location",
+        "role:admin or (role:reader and project_id:%(project_id)s)",
+    ),
+    (
+        "deactivate",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "reactivate",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    ("copy_image", "role:admin"),
+    // Members.
+    (
+        "add_member",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "delete_member",
+        "role:admin or (role:member and project_id:%(project_id)s)",
+    ),
+    (
+        "get_member",
+        "role:admin or role:reader and (project_id:%(project_id)s or project_id:%(member_id)s)",
+    ),
+    (
+        "get_members",
+        "role:admin or role:reader and (project_id:%(project_id)s or project_id:%(member_id)s)",
+    ),
+    (
+        "modify_member",
+        "role:admin or (role:member and project_id:%(member_id)s)",
+    ),
+    // Tasks, cache, discovery, Glass's own admin APIs.
+    ("tasks_api_access", "role:admin"),
+    ("cache_image", "role:admin"),
+    ("cache_list", "role:admin"),
+    ("cache_delete", "role:admin"),
+    ("cache_clean", "role:admin"),
+    ("cache_prune", "role:admin"),
+    ("stores_info_detail", "role:admin or role:service"),
+    ("glass_admin", "role:admin"),
+    // Metadata definitions.
+    ("metadef_admin", "rule:context_is_admin"),
+    (
+        "get_metadef_namespace",
+        "role:admin or (role:reader and (project_id:%(project_id)s or \
+         'public':%(visibility)s))",
+    ),
+    (
+        "get_metadef_namespaces",
+        "role:admin or (role:reader and project_id:%(project_id)s)",
+    ),
+    ("modify_metadef", "rule:metadef_admin"),
+];
+
+/// The rules in force: Glance's defaults, each replaceable by the operator's file.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: HashMap<String, Check>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let rules = DEFAULT_RULES
+            .iter()
+            .map(|(name, text)| {
+                let check = parse(text).unwrap_or_else(|e| panic!("default rule {name}: {e}"));
+                ((*name).to_owned(), check)
+            })
+            .collect();
+        Policy { rules }
+    }
+}
+
+impl Policy {
+    /// The defaults with the rules of `path` replacing theirs: a JSON object or a flat YAML
+    /// mapping (`"rule": "check"` per line, `#` comments), as oslo.policy files are.
+    pub fn load(path: &Path) -> Result<Policy, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("policy_file {}: {e}", path.display()))?;
+        let overrides = parse_policy_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut policy = Policy::default();
+        for (name, text) in overrides {
+            let check =
+                parse(&text).map_err(|e| format!("{}: rule {name:?}: {e}", path.display()))?;
+            policy.rules.insert(name, check);
+        }
+        policy.check_references()?;
+        Ok(policy)
+    }
+
+    fn check_references(&self) -> Result<(), String> {
+        fn walk(check: &Check, rules: &HashMap<String, Check>) -> Result<(), String> {
+            match check {
+                Check::Rule(name) if !rules.contains_key(name) => {
+                    Err(format!("rule:{name} names no rule"))
+                }
+                Check::Not(c) => walk(c, rules),
+                Check::And(cs) | Check::Or(cs) => cs.iter().try_for_each(|c| walk(c, rules)),
+                _ => Ok(()),
+            }
+        }
+        self.rules
+            .values()
+            .try_for_each(|check| walk(check, &self.rules))
+    }
+
+    /// Does rule `name` allow `who` to act on `target`? An unknown rule allows nothing.
+    pub fn allows(&self, name: &str, who: &Identity, target: &Target) -> bool {
+        self.rules
+            .get(name)
+            .is_some_and(|check| self.eval(check, who, target, 0))
+    }
+
+    /// 403 "You are not authorized to complete NAME action." unless rule `name` allows.
+    pub fn enforce(&self, name: &str, who: &Identity, target: &Target) -> Result<(), ApiError> {
+        if self.allows(name, who, target) {
+            Ok(())
+        } else {
+            Err(forbidden(name))
+        }
+    }
+
+    fn eval(&self, check: &Check, who: &Identity, target: &Target, depth: usize) -> bool {
+        if depth > 32 {
+            return false; // a rule that refers to itself
+        }
+        match check {
+            Check::Always => true,
+            Check::Never => false,
+            Check::Role(role) => who.roles.iter().any(|r| r.eq_ignore_ascii_case(role)),
+            Check::Rule(name) => self
+                .rules
+                .get(name)
+                .is_some_and(|c| self.eval(c, who, target, depth + 1)),
+            Check::Credential { credential, key } => {
+                let mine = match credential.as_str() {
+                    "project_id" | "tenant" | "tenant_id" => who.project.as_deref(),
+                    "user_id" | "user" => who.user.as_deref(),
+                    _ => None,
+                };
+                matches!((mine, target.get(key)), (Some(a), Some(b)) if a == b)
+            }
+            Check::Literal { value, key } => target.get(key) == Some(value.as_str()),
+            Check::Not(c) => !self.eval(c, who, target, depth + 1),
+            Check::And(cs) => cs.iter().all(|c| self.eval(c, who, target, depth + 1)),
+            Check::Or(cs) => cs.iter().any(|c| self.eval(c, who, target, depth + 1)),
+        }
+    }
+}
+
+/// Glance's 403 for a refused policy.
+pub fn forbidden(rule: &str) -> ApiError {
+    ApiError::Forbidden(format!("You are not authorized to complete {rule} action."))
+}
+
+fn parse_policy_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    if text.trim_start().starts_with('{') {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| e.to_string())?;
+        return map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => Ok((k, s)),
+                other => Err(format!("rule {k:?}: expected a string, found {other}")),
+            })
+            .collect();
+    }
+    let mut rules = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line == "---" {
+            continue;
+        }
+        let unquote = |s: &str| -> String {
+            let s = s.trim();
+            for q in ['"', '\''] {
+                if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+                    return s[1..s.len() - 1].to_owned();
+                }
+            }
+            s.to_owned()
+        };
+        // The key may be quoted and contain ':'; the separator is the first ": " or ':'
+        // after it.
+        let (key, value) = if let Some(rest) = line.strip_prefix('"') {
+            let end = rest
+                .find('"')
+                .ok_or_else(|| format!("line {}: unterminated key", n + 1))?;
+            let value = rest[end + 1..]
+                .trim_start()
+                .strip_prefix(':')
+                .ok_or_else(|| format!("line {}: expected `\"rule\": \"check\"`", n + 1))?;
+            (rest[..end].to_owned(), unquote(value))
+        } else {
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {}: expected `rule: check`", n + 1))?;
+            (unquote(k), unquote(v))
+        };
+        rules.push((key, value));
+    }
+    Ok(rules)
+}
+
+/// Parses one check expression.
+fn parse(text: &str) -> Result<Check, String> {
+    let tokens = tokenize(text)?;
+    if tokens.is_empty() {
+        return Ok(Check::Always);
+    }
+    let mut parser = Parser { tokens, at: 0 };
+    let check = parser.or()?;
+    if parser.at != parser.tokens.len() {
+        return Err(format!("unexpected {:?}", parser.tokens[parser.at]));
+    }
+    Ok(check)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    And,
+    Or,
+    Not,
+    Check(String),
+}
+
+/// Splits on whitespace, then peels parentheses off each word's ends, as oslo.policy does
+/// (so `%(key)s` keeps its own).
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    for word in text.split_whitespace() {
+        let mut word = word;
+        while let Some(rest) = word.strip_prefix('(') {
+            tokens.push(Token::Open);
+            word = rest;
+        }
+        let mut closes = 0;
+        // No check ends with `)` (`%(key)s` ends with `s`): every trailing one closes a group.
+        while let Some(rest) = word.strip_suffix(')') {
+            closes += 1;
+            word = rest;
+        }
+        if !word.is_empty() {
+            let quotes = word.matches(['\'', '"']).count();
+            if quotes % 2 == 1 {
+                return Err(format!("unterminated quote in {word:?}"));
+            }
+            tokens.push(match word {
+                "and" => Token::And,
+                "or" => Token::Or,
+                "not" => Token::Not,
+                _ => Token::Check(word.to_owned()),
+            });
+        }
+        tokens.extend(std::iter::repeat_n(Token::Close, closes));
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn next_is(&self, token: &Token) -> bool {
+        self.tokens.get(self.at) == Some(token)
+    }
+
+    fn or(&mut self) -> Result<Check, String> {
+        let mut terms = vec![self.and()?];
+        while self.next_is(&Token::Or) {
+            self.at += 1;
+            terms.push(self.and()?);
+        }
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Check::Or(terms)
+        })
+    }
+
+    fn and(&mut self) -> Result<Check, String> {
+        let mut terms = vec![self.unary()?];
+        while self.next_is(&Token::And) {
+            self.at += 1;
+            terms.push(self.unary()?);
+        }
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Check::And(terms)
+        })
+    }
+
+    fn unary(&mut self) -> Result<Check, String> {
+        let token = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        match token {
+            Some(Token::Not) => Ok(Check::Not(Box::new(self.unary()?))),
+            Some(Token::Open) => {
+                let inner = self.or()?;
+                if !self.next_is(&Token::Close) {
+                    return Err("missing )".into());
+                }
+                self.at += 1;
+                Ok(inner)
+            }
+            Some(Token::Check(word)) => atom(&word),
+            Some(other) => Err(format!("unexpected {other:?}")),
+            None => Err("unexpected end of rule".into()),
+        }
+    }
+}
+
+fn atom(word: &str) -> Result<Check, String> {
+    match word {
+        "@" => return Ok(Check::Always),
+        "!" => return Ok(Check::Never),
+        _ => {}
+    }
+    let (kind, match_) = word
+        .split_once(':')
+        .ok_or_else(|| format!("{word:?} is not KIND:MATCH"))?;
+    let key_of = |m: &str| -> Result<String, String> {
+        m.strip_prefix("%(")
+            .and_then(|m| m.strip_suffix(")s"))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{word:?}: expected %(key)s"))
+    };
+    match kind {
+        "role" => Ok(Check::Role(match_.to_owned())),
+        "rule" => Ok(Check::Rule(match_.to_owned())),
+        "http" | "https" => Err(format!("{word:?}: remote checks are not supported")),
+        quoted if quoted.len() >= 2 && (quoted.starts_with('\'') || quoted.starts_with('"')) => {
+            Ok(Check::Literal {
+                value: quoted[1..quoted.len() - 1].to_owned(),
+                key: key_of(match_)?,
+            })
+        }
+        credential => Ok(Check::Credential {
+            credential: credential.to_owned(),
+            key: key_of(match_)?,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(project: &str, roles: &[&str]) -> Identity {
+        Identity {
+            project: Some(project.into()),
+            user: Some("u".into()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    fn image(owner: &str, visibility: &str, member: Option<&str>) -> Target {
+        Target::new()
+            .with("project_id", Some(owner))
+            .with("owner", Some(owner))
+            .with("visibility", Some(visibility))
+            .with("member_id", member)
+    }
+
+    #[test]
+    fn defaults_follow_glance() {
+        let p = Policy::default();
+        let member = who("p1", &["member", "reader"]);
+        let reader = who("p1", &["reader"]);
+        let other = who("p2", &["member", "reader"]);
+        let admin = who("p3", &["admin", "member", "reader"]);
+        let own = image("p1", "private", None);
+        assert!(p.allows("modify_image", &member, &own));
+        assert!(!p.allows("modify_image", &reader, &own));
+        assert!(p.allows("get_image", &reader, &own));
+        assert!(!p.allows("download_image", &reader, &own));
+        assert!(!p.allows("get_image", &other, &own));
+        assert!(p.allows("get_image", &admin, &own));
+        assert!(!p.allows("publicize_image", &member, &own));
+        assert!(p.allows("communitize_image", &member, &own));
+        let shared = image("p1", "shared", Some("p2"));
+        assert!(p.allows("modify_member", &other, &shared));
+        assert!(!p.allows("modify_member", &member, &image("p1", "shared", None)));
+        assert!(p.allows("download_image", &other, &shared));
+        assert!(!p.allows("delete_image", &other, &shared));
+        // `and` binds tighter than `or`.
+        assert!(p.allows("get_members", &admin, &Target::new()));
+        assert!(!p.allows("no_such_rule", &admin, &own));
+    }
+
+    #[test]
+    fn parser_handles_the_language() {
+        assert_eq!(parse("").unwrap(), Check::Always);
+        assert_eq!(parse("!").unwrap(), Check::Never);
+        assert!(matches!(parse("not role:a").unwrap(), Check::Not(_)));
+        assert!(
+            matches!(parse("role:a or role:b and role:c").unwrap(), Check::Or(v) if v.len() == 2)
+        );
+        assert!(parse("role:a and").is_err());
+        assert!(parse("(role:a").is_err());
+        assert!(parse("rolea").is_err());
+        assert!(parse("http://x").is_err());
+        let lit = parse("'public':%(visibility)s").unwrap();
+        assert_eq!(
+            lit,
+            Check::Literal {
+                value: "public".into(),
+                key: "visibility".into()
+            }
+        );
+    }
+
+    #[test]
+    fn overrides_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("policy.yaml");
+        std::fs::write(
+            &yaml,
+            "# readers may not download, members neither\n\"download_image\": \"role:admin\"\n\
+             publicize_image: 'role:admin or role:publisher'\n",
+        )
+        .unwrap();
+        let p = Policy::load(&yaml).unwrap();
+        let member = who("p1", &["member", "reader"]);
+        assert!(!p.allows("download_image", &member, &image("p1", "private", None)));
+        assert!(p.allows(
+            "publicize_image",
+            &who("p1", &["publisher"]),
+            &image("p1", "private", None)
+        ));
+        let json = dir.path().join("policy.json");
+        std::fs::write(&json, r#"{"modify_image": "rule:nope"}"#).unwrap();
+        assert!(Policy::load(&json).unwrap_err().contains("nope"));
+        std::fs::write(&json, r#"{"modify_image": "role:a and"}"#).unwrap();
+        assert!(Policy::load(&json).unwrap_err().contains("modify_image"));
+    }
+}
