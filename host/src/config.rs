@@ -554,6 +554,18 @@ mod tests {
     }
 
     #[test]
+    fn keystone_example_parses() {
+        let text = include_str!("../../examples/keystone.toml");
+        let config = Config::parse(text).expect("examples/keystone.toml parses");
+        assert_eq!(config.auth, AuthMode::Keystone);
+        assert_eq!(config.keystone.auth_url, "http://127.0.0.1:5000");
+        let no_password = "auth = \"keystone\"\n[keystone]\nauth_url = \"http://k:5000\"\n";
+        assert!(Config::parse(no_password).unwrap_err().contains("password"));
+        let no_url = "auth = \"keystone\"\n";
+        assert!(Config::parse(no_url).unwrap_err().contains("auth_url"));
+    }
+
+    #[test]
     fn postgres_example_parses() {
         let text = include_str!("../../examples/postgres.toml");
         let config = Config::parse(text).expect("examples/postgres.toml parses");

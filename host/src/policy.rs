@@ -111,6 +111,12 @@ const DEFAULT_RULES: &[(&str, &str)] = &[
     ),
     ("delete_image_location", "role:admin"),
     (
+        "add_image_location",
+        "rule:service_api or (role:member and project_id:%(project_id)s and \
+         project_id:%(owner)s)",
+    ),
+    ("fetch_image_location", "rule:service_api"),
+    (
         "get_image_location",
         "role:admin or (role:reader and project_id:%(project_id)s)",
     ),

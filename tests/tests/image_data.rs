@@ -234,7 +234,8 @@ async fn client_disconnect_mid_upload_requeues_and_cleans_up() {
     drop(tx);
     let _ = sending.await;
     let mut status = Value::Null;
-    for _ in 0..100 {
+    // Up to 30 s: on a loaded machine the store component may take a while to fail.
+    for _ in 0..600 {
         status = admin.get_json(&format!("/v2/images/{id}")).await.1["status"].clone();
         if status == "queued" {
             break;

@@ -185,6 +185,8 @@ async fn list_filters() {
         ("visibility=private&os_hidden=true", vec![&c]),
         ("size_min=1000&size_max=2000", vec![&a]),
         ("size_min=2000", vec![]),
+        ("size=1024", vec![&a]),
+        ("size=1025", vec![]),
         ("os_distro=debian", vec![&a]),
         ("owner=0123456789abcdef0123456789abcdef", vec![&a, &b]),
         ("created_at=gte:2000-01-01T00:00:00Z", vec![&a, &b]),

@@ -118,8 +118,14 @@ async fn not_found() -> ApiError {
 }
 
 /// Tags every response with an `x-openstack-request-id` and logs the request.
-async fn request_id(request: Request, next: Next) -> Response {
+/// The id of the request being served (its `x-openstack-request-id`), in the request's
+/// extensions for handlers that record it (import tasks).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = format!("req-{}", uuid::Uuid::new_v4());
+    request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();

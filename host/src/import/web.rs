@@ -244,6 +244,15 @@ fn check_address(cfg: &WebDownloadConfig, ip: IpAddr) -> Result<(), String> {
     }
 }
 
+/// [`check_uri`], then the host resolved now and each address checked, so a name that does
+/// not resolve or points inside is refused when the import is asked for (the download checks
+/// again: a name may resolve differently later).
+pub async fn check_uri_now(cfg: &WebDownloadConfig, uri: &str) -> Result<Url, String> {
+    let url = check_uri(cfg, uri)?;
+    resolve(cfg, &url).await?;
+    Ok(url)
+}
+
 /// Resolves the URL's host; every address must pass [`check_address`].
 async fn resolve(cfg: &WebDownloadConfig, url: &Url) -> Result<Vec<SocketAddr>, String> {
     let port = url.port_or_known_default().unwrap_or(80);

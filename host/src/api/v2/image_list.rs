@@ -211,6 +211,12 @@ pub fn parse_query(
                 };
             }
             "tag" => query.filters.push(Filter::Tag(raw.clone())),
+            // An exact size (Glance filters on the column).
+            "size" => {
+                let size = size_filter(raw)?;
+                query.filters.push(Filter::SizeMin(size));
+                query.filters.push(Filter::SizeMax(size));
+            }
             "size_min" => query.filters.push(Filter::SizeMin(size_filter(raw)?)),
             "size_max" => query.filters.push(Filter::SizeMax(size_filter(raw)?)),
             "protected" => query

@@ -358,6 +358,7 @@ pub async fn import_image(
     State(state): State<AppState>,
     who: Identity,
     Path(id): Path<String>,
+    request_id: Option<axum::Extension<crate::api::RequestId>>,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
@@ -395,12 +396,14 @@ pub async fn import_image(
     let uri = match body.method {
         Method::WebDownload => {
             let uri = body.uri.clone().unwrap_or_default();
-            import::web::check_uri(&state.config.import.web_download, &uri).map_err(|why| {
-                tracing::info!(image = %id, %uri, %why, "web-download URI refused");
-                ApiError::BadRequest(format!(
-                    "URI for web-download does not pass filtering: {uri} ({why})"
-                ))
-            })?;
+            import::web::check_uri_now(&state.config.import.web_download, &uri)
+                .await
+                .map_err(|why| {
+                    tracing::info!(image = %id, %uri, %why, "web-download URI refused");
+                    ApiError::BadRequest(format!(
+                        "URI for web-download does not pass filtering: {uri} ({why})"
+                    ))
+                })?;
             Some(uri)
         }
         _ => None,
@@ -414,7 +417,8 @@ pub async fn import_image(
         )?),
         _ => None,
     };
-    let task = import::new_task(id, &who, &body_json, &stores);
+    let mut task = import::new_task(id, &who, &body_json, &stores);
+    task.request_id = request_id.map(|axum::Extension(r)| r.0);
     let task_id = task.id.to_string();
     // The lock, the status and the progress properties in one compare-and-swap.
     let method = body.method;

@@ -9,6 +9,7 @@ pub mod image_view;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod locations;
 pub mod members;
 pub mod metadefs;
 pub mod patch;
@@ -56,7 +57,11 @@ pub fn router() -> Router<AppState> {
         .route("/images/{id}/stage", put(import::stage))
         .route("/images/{id}/import", post(import::import_image))
         .route("/images/{id}/tasks", get(tasks::image_tasks))
-        .route("/tasks", get(tasks::list))
+        .route(
+            "/images/{id}/locations",
+            get(locations::list).post(locations::add),
+        )
+        .route("/tasks", get(tasks::list).post(tasks::create))
         .route("/tasks/{id}", get(tasks::show))
         .route("/images/{id}/actions/deactivate", post(images::deactivate))
         .route("/images/{id}/actions/reactivate", post(images::reactivate))

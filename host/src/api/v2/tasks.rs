@@ -1,4 +1,5 @@
 //! The tasks API: `GET /v2/tasks` (stubs, paged, filtered by status and type, sorted),
+//! `POST /v2/tasks` (the deprecated `import` task, run as a web-download import),
 //! `GET /v2/tasks/{id}` (Glance's task JSON) and `GET /v2/images/{id}/tasks` (the import
 //! tasks of an image, as Glance's `get_task_info` lists them). Tasks are written by the import
 //! machinery (`crate::import`); expired tasks (past `expires_at`) are not shown.
@@ -275,4 +276,97 @@ pub async fn image_tasks(
         .map(task_record)
         .collect();
     Ok(Json(json!({ "tasks": tasks })))
+}
+
+/// `POST /v2/tasks` (Glance's deprecated task API; admin): a task of type `import` creates
+/// an image from `input.image_properties` and imports `input.import_from` into it by
+/// web-download, answering with the import's task. `import_from` passes the web-download
+/// filters and resolves to allowed addresses, or the request is a 400 before anything is
+/// created. Other task types are internal to the image import.
+pub async fn create(
+    State(state): State<AppState>,
+    who: Identity,
+    request_id: Option<axum::Extension<crate::api::RequestId>>,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require_tasks_access(&state, &who)?;
+    let body = crate::api::json_body(&raw)?;
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::BadRequest(
+            "Unexpected body type. Expected list/dict.".into(),
+        ));
+    };
+    for required in ["type", "input"] {
+        if !fields.contains_key(required) {
+            return Err(ApiError::BadRequest(format!(
+                "Task '{required}' is required"
+            )));
+        }
+    }
+    let task_type = fields["type"].as_str().unwrap_or_default();
+    if task_type != "import" {
+        return Err(ApiError::BadRequest(format!(
+            "Task type '{task_type}' cannot be created through the tasks API; only 'import' \
+             can (use POST /v2/images/{{image_id}}/import for the interoperable import)."
+        )));
+    }
+    let input = fields["input"].as_object().ok_or_else(|| {
+        ApiError::BadRequest(
+            "Provided object does not match schema 'task': input must be an object".into(),
+        )
+    })?;
+    let import_from = input
+        .get("import_from")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("Task input needs import_from".into()))?;
+    crate::import::web::check_uri_now(&state.config.import.web_download, import_from)
+        .await
+        .map_err(|why| {
+            ApiError::BadRequest(format!(
+                "URI for task import does not pass filtering: {import_from} ({why})"
+            ))
+        })?;
+    let properties = input
+        .get("image_properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    // The image, as `POST /v2/images` makes it (same checks), then its web-download import.
+    let created = super::images::create(
+        State(state.clone()),
+        who.clone(),
+        axum::body::Bytes::from(properties.to_string()),
+    )
+    .await?;
+    let image: Value = {
+        let bytes = axum::body::to_bytes(created.into_body(), 1 << 20)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let image_id = image["id"].as_str().unwrap_or_default().to_owned();
+    let import = json!({"method": {"name": "web-download", "uri": import_from}});
+    super::import::import_image(
+        State(state.clone()),
+        who.clone(),
+        Path(image_id.clone()),
+        request_id,
+        axum::http::HeaderMap::new(),
+        axum::body::Bytes::from(import.to_string()),
+    )
+    .await?;
+    let image_uuid = parse_image_id(&image_id)?;
+    let task = state
+        .registry
+        .list_tasks(Some(image_uuid))
+        .await?
+        .into_iter()
+        .max_by_key(|t| t.created_at)
+        .ok_or_else(|| ApiError::Internal("the import task was not recorded".into()))?;
+    let mut response = (axum::http::StatusCode::CREATED, Json(task_body(&task))).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&location(&task)) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
+    }
+    Ok(response)
 }
