@@ -2,7 +2,8 @@
 //! image store — SeaweedFS's S3 in one test, a file store on a directory both nodes are
 //! granted in the other: an image created and uploaded on node A is listed, shown and
 //! downloaded on node B; of two uploads to one image on the two nodes, the one that starts
-//! second gets 409 while the first is still streaming, and the first completes.
+//! second gets 409 while the first is still streaming, and the first completes; with a shared
+//! staging directory, an image staged on A is imported by B (glance-direct).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,10 +48,14 @@ fn s3_stores(b: &backends::Backend) -> String {
     )
 }
 
+/// A file store and the import staging area, both on directories the nodes share (as an
+/// NFS mount would be).
 fn shared_fs_stores(dir: &Path) -> String {
     format!(
-        "[[stores]]\nid = \"shared\"\ndriver = \"store-fs\"\ndefault = true\ndirectory = {}\n",
-        toml_string(&dir.to_string_lossy())
+        "[import]\nstaging_directory = {}\n\
+         [[stores]]\nid = \"shared\"\ndriver = \"store-fs\"\ndefault = true\ndirectory = {}\n",
+        toml_string(&dir.join("staging").to_string_lossy()),
+        toml_string(&dir.join("images").to_string_lossy())
     )
 }
 
@@ -206,6 +211,47 @@ async fn concurrent_uploads_one_wins(nodes: &Nodes) {
     );
 }
 
+/// glance-direct across nodes: staged on A, imported on B (the staging area is shared).
+async fn staged_on_a_imported_on_b(nodes: &Nodes) {
+    let (a, b) = (client(&nodes.a), client(&nodes.b));
+    let image = a
+        .create_image(json!({"name": "staged", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = image["id"].as_str().unwrap().to_string();
+    let data = pseudo_random(2 << 20, 13);
+    let r = a
+        .request(Method::PUT, &format!("/v2/images/{id}/stage"))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "stage on A");
+    assert_eq!(status_of(&b, &id).await, "uploading");
+    let (code, body) = b
+        .post_json(
+            &format!("/v2/images/{id}/import"),
+            &json!({"method": {"name": "glance-direct"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "import on B: {body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = status_of(&a, &id).await;
+        if status == "active" {
+            break;
+        }
+        assert!(
+            status == "importing" && std::time::Instant::now() < deadline,
+            "the import on B ended as {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, bytes) = get_file(&a, &id).await;
+    assert_eq!(code, 200);
+    assert!(bytes.is_ok_and(|b| b == data), "A serves what it staged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_postgres_and_s3() {
     let s3 = backends::s3().await;
@@ -223,6 +269,7 @@ async fn two_nodes_share_postgres_and_a_file_store() {
     let nodes = start_nodes(|_| shared_fs_stores(&images)).await;
     created_on_a_is_served_by_b(&nodes).await;
     concurrent_uploads_one_wins(&nodes).await;
+    staged_on_a_imported_on_b(&nodes).await;
     nodes.a.stop().await;
     nodes.b.stop().await;
 }

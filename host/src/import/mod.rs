@@ -295,7 +295,6 @@ async fn finish(
     request: &ImportRequest,
     outcome: Result<(), Failure>,
 ) {
-    let ttl = chrono::Duration::hours(state.config.import.task_time_to_live_h as i64);
     match &outcome {
         Ok(()) => tracing::info!(task = %task, image = %image, "import succeeded"),
         Err(reason) => {
@@ -305,24 +304,28 @@ async fn finish(
     }
     state.imports.staging.remove_all(image).await;
     release_lock(state, task, image, request, outcome.is_err()).await;
-    let closed = set_task(state, task, |t| {
-        match &outcome {
-            Ok(()) => {
-                t.status = TaskStatus::Success;
-                t.result = Some(json!({"image_id": image.to_string()}));
-            }
-            Err(reason) => {
-                t.status = TaskStatus::Failure;
-                t.message = reason.clone();
-            }
-        }
-        t.expires_at = Some(now() + ttl);
-    })
-    .await;
+    let closed = set_task(state, task, |t| close_task(state, t, image, &outcome)).await;
     if let Err(e) = closed {
         tracing::error!(task = %task, error = %e, "cannot record the end of the import task");
     }
     state.imports.journal.remove(task);
+}
+
+/// Ends a task of `image` as `outcome` says (success with the image id as result, or failure
+/// with the reason); it expires `task_time_to_live_h` later.
+pub fn close_task(state: &AppState, t: &mut Task, image: Uuid, outcome: &Result<(), Failure>) {
+    match outcome {
+        Ok(()) => {
+            t.status = TaskStatus::Success;
+            t.result = Some(json!({"image_id": image.to_string()}));
+        }
+        Err(reason) => {
+            t.status = TaskStatus::Failure;
+            t.message = reason.clone();
+        }
+    }
+    let ttl = chrono::Duration::hours(state.config.import.task_time_to_live_h as i64);
+    t.expires_at = Some(now() + ttl);
 }
 
 /// Changes a task (compare-and-swap, retried).

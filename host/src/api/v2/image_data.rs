@@ -29,7 +29,7 @@ use crate::store::{ImageStore, StoreError};
 /// Chunks in flight between the request body and the store component.
 const PIPE_DEPTH: usize = 16;
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::access::{check_image_rule, modify_image, parse_image_id, visible_image};
-use super::image_data::{Sizes, stream_into_store};
+use super::image_data::{Sizes, header_u64, stream_into_store};
 use crate::api::{json_body, media_type};
 use crate::error::ApiError;
 use crate::identity::Identity;
@@ -55,18 +55,6 @@ pub fn create_headers(state: &AppState) -> Vec<(&'static str, String)> {
         headers.push(("OpenStack-image-store-ids", stores.join(",")));
     }
     headers
-}
-
-fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for header {name}"))),
-    }
 }
 
 /// Undoes a stage that did not finish (or whose client went away): staged data removed,

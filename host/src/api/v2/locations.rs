@@ -203,15 +203,8 @@ async fn run(
         // stays queued without hashes.
         keep_failed_location(&state, image, &url, &store).await;
     }
-    let result = crate::import::set_task(&state, task, |t| match &outcome {
-        Ok(()) => {
-            t.status = TaskStatus::Success;
-            t.result = Some(json!({"image_id": image.to_string()}));
-        }
-        Err(why) => {
-            t.status = TaskStatus::Failure;
-            t.message = why.clone();
-        }
+    let result = crate::import::set_task(&state, task, |t| {
+        crate::import::close_task(&state, t, image, &outcome)
     })
     .await;
     match (&outcome, result) {
