@@ -583,5 +583,8 @@ mod tests {
         let config = Config::parse(text).expect("examples/glass.toml parses");
         assert_eq!(config.auth, AuthMode::Noauth);
         assert_eq!(config.effective_stores(), vec![StoreConfig::default_fs()]);
+        // The example spells out the defaults.
+        assert_eq!(config.import, Default::default());
+        assert_eq!(config.image_format, Default::default());
     }
 }

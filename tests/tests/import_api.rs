@@ -347,3 +347,93 @@ async fn import_lock_refuses_a_second_import() {
     assert_eq!(tasks["tasks"].as_array().unwrap().len(), 1, "{tasks}");
     assert_eq!(wait_import(&client, &id).await["status"], "active");
 }
+
+/// glance-download from another Images API endpoint (a second Glass, noauth): the data, the
+/// formats and the allowed properties come over; an unknown region is a 400, a remote image
+/// that is not active fails the task.
+#[tokio::test]
+async fn glance_download_pulls_from_another_endpoint() {
+    // Random bytes labelled qcow2, on both sides.
+    let source =
+        TestServer::start_with(|c| c.image_format.require_image_format_match = false).await;
+    let remote = Client::new(&source.url, None);
+    let data = pseudo_random(300_000, 9);
+    let original = remote
+        .create_image(json!({"name": "far away", "disk_format": "qcow2",
+            "container_format": "bare", "hw_disk_bus": "scsi", "os_distro": "debian",
+            "internal_note": "stays there"}))
+        .await;
+    let remote_id = original["id"].as_str().unwrap().to_owned();
+    assert_eq!(put_file(&remote, &remote_id, data.clone()).await.0, 204);
+    let queued = remote.create_image(json!({"name": "no data"})).await;
+    let queued_id = queued["id"].as_str().unwrap().to_owned();
+
+    let source_port: u16 = source.url.rsplit(':').next().unwrap().parse().unwrap();
+    let server = TestServer::start_with(|c| {
+        c.auth = glass_host::config::AuthMode::TrustedHeaders;
+        c.stores = vec![fs_store("alpha", 10, true)];
+        c.import.enabled_methods.push("glance-download".into());
+        c.import
+            .glance_download
+            .endpoints
+            .insert("RegionTwo".into(), source.url.clone());
+        c.import.web_download.allowed_networks = vec!["127.0.0.0/8".into()];
+        c.import.web_download.allowed_ports = vec![source_port];
+        c.image_format.require_image_format_match = false;
+    })
+    .await;
+    let client = server.client("p1", "member,reader");
+    let pull = |id: &str, region: &str| {
+        json!({"method": {"name": "glance-download", "glance_image_id": id,
+            "glance_region": region, "glance_service_interface": "public"}})
+    };
+
+    // Glance wants formats before any import; the remote's replace them.
+    let id = client
+        .create_image(json!({"name": "pulled", "disk_format": "raw", "container_format": "bare"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = import(&client, &id, pull(&remote_id, "RegionNine")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = import(&client, &id, pull(&remote_id, "RegionTwo")).await;
+    assert_eq!(status, 202, "{body}");
+    let done = wait_import(&client, &id).await;
+    assert_eq!(done["status"], "active", "{done}");
+    assert_eq!(done["disk_format"], "qcow2");
+    assert_eq!(done["container_format"], "bare");
+    assert_eq!(done["hw_disk_bus"], "scsi");
+    assert_eq!(done["os_distro"], "debian");
+    assert!(done.get("internal_note").is_none(), "{done}");
+    assert_eq!(
+        done["checksum"],
+        original_checksum(&remote, &remote_id).await
+    );
+    assert_eq!(get_file(&client, &id).await.1.unwrap(), data);
+
+    let id = client
+        .create_image(
+            json!({"name": "pull queued", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        import(&client, &id, pull(&queued_id, "RegionTwo")).await.0,
+        202
+    );
+    let failed = wait_import(&client, &id).await;
+    assert_eq!(failed["status"], "queued", "{failed}");
+    let task = &image_tasks(&client, &id).await[0];
+    assert_eq!(task["status"], "failure");
+    assert!(
+        task["message"].as_str().unwrap().contains("not active"),
+        "{task}"
+    );
+}
+
+async fn original_checksum(client: &Client, id: &str) -> Value {
+    client.get_json(&format!("/v2/images/{id}")).await.1["checksum"].clone()
+}

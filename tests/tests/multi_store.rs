@@ -266,14 +266,14 @@ async fn hot_swap_under_load_fails_no_request() {
         glass_host::runtime::STORE_FS.to_vec(),
         4,
         256 * 1024,
-        Duration::from_secs(8),
+        Duration::from_secs(20),
         Duration::from_millis(200),
     )
     .await;
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
-    assert!(report.swaps >= 20, "{report:?}");
+    assert!(report.swaps >= 40, "{report:?}");
     // Requests kept flowing through the swaps (each cycle an upload, download and delete; a
-    // loaded machine manages a dozen in the 8 s).
+    // loaded machine manages about one every two seconds).
     assert!(report.cycles >= 8, "{report:?}");
     // Every swap and rollback was seen by the plugin: it ends on the configured version.
     let (_, body) = server.admin().get_json("/glass/v1/plugins/fast").await;

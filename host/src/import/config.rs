@@ -36,6 +36,32 @@ pub struct ImportConfig {
     pub web_download: WebDownloadConfig,
     /// `[import.plugins]`: decompression, conversion and property injection.
     pub plugins: ImportPluginsConfig,
+    /// `[import.glance_download]`: the Images API endpoints glance-download pulls from.
+    pub glance_download: GlanceDownloadConfig,
+}
+
+/// `[import.glance_download]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GlanceDownloadConfig {
+    /// Region name → that region's Images API endpoint (`RegionTwo =
+    /// "https://image.two.example:9292"`). The endpoint still passes the
+    /// `[import.web_download]` filters.
+    pub endpoints: std::collections::BTreeMap<String, String>,
+    /// Properties of the remote image copied to the new one (Glance's
+    /// `[glance_download_properties] extra_properties`); a trailing `*` matches a prefix.
+    pub extra_properties: Vec<String>,
+}
+
+impl Default for GlanceDownloadConfig {
+    fn default() -> Self {
+        GlanceDownloadConfig {
+            endpoints: Default::default(),
+            extra_properties: ["hw_*", "trait:*", "os_distro", "os_secure_boot", "os_type"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 impl Default for ImportConfig {
@@ -50,6 +76,7 @@ impl Default for ImportConfig {
             lock_expiry_min: 60,
             web_download: WebDownloadConfig::default(),
             plugins: ImportPluginsConfig::default(),
+            glance_download: GlanceDownloadConfig::default(),
         }
     }
 }

@@ -272,29 +272,122 @@ async fn convert(
     }
 }
 
-/// glance-download: the remote image's formats and allowed properties onto the image (the
-/// remote image must be active).
+/// glance-download's metadata step: the remote image (`GET {endpoint}/v2/images/{id}` with
+/// the caller's token) must be active; its disk and container formats and the properties
+/// `extra_properties` allows are set on the image being imported.
 pub async fn fetch_remote_metadata(
     state: &AppState,
     task: Uuid,
     image: Uuid,
     remote: &RemoteImage,
 ) -> Result<(), Failure> {
-    let _ = (state, task, image, remote);
-    Err("glance-download is not available".into())
+    let cfg = &state.config.import;
+    let url = format!(
+        "{}/v2/images/{}",
+        remote.endpoint.trim_end_matches('/'),
+        remote.image_id
+    );
+    super::web::check_uri_now(&cfg.web_download, &url)
+        .await
+        .map_err(|why| format!("glance-download: {url} does not pass filtering ({why})"))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(
+            cfg.web_download.connect_timeout_s.max(1),
+        ))
+        .timeout(Duration::from_secs(cfg.web_download.timeout_s.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("glance-download: {e}"))?;
+    let mut request = http.get(&url).header("Accept", "application/json");
+    if let Some(token) = &remote.token {
+        request = request.header("X-Auth-Token", token);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("glance-download: {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "glance-download: the remote image {} answered {}",
+            remote.image_id,
+            response.status()
+        ));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("glance-download: {url}: {e}"))?;
+    if body.len() > 1 << 20 {
+        return Err("glance-download: the remote image record is too large".into());
+    }
+    let remote_image: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("glance-download: {url}: not an image record ({e})"))?;
+    if remote_image["status"] != "active" {
+        return Err(format!(
+            "glance-download: the remote image {} is {}, not active",
+            remote.image_id, remote_image["status"]
+        ));
+    }
+    let allowed = |name: &str| {
+        cfg.glance_download
+            .extra_properties
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == p,
+            })
+    };
+    let text = |key: &str| remote_image[key].as_str().map(str::to_owned);
+    let (disk_format, container_format) = (text("disk_format"), text("container_format"));
+    let copied: Vec<(String, String)> = remote_image
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| allowed(k) && !k.starts_with("os_glance"))
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+        .collect();
+    super::as_task(state, task, image, |img| {
+        if disk_format.is_some() {
+            img.disk_format = disk_format.clone();
+        }
+        if container_format.is_some() {
+            img.container_format = container_format.clone();
+        }
+        for (k, v) in &copied {
+            img.properties.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
 }
 
-/// The remote image a glance-download names: the region's Images API endpoint and the
-/// caller's token.
+/// The remote image a glance-download names: the region's Images API endpoint
+/// (`[import.glance_download] endpoints`) and the caller's token.
 pub fn remote_image(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     region: &str,
     image_id: &str,
 ) -> Result<RemoteImage, ApiError> {
-    let _ = (state, headers, image_id);
-    let _: Option<Value> = None;
-    Err(ApiError::BadRequest(format!(
-        "glance-download: no Images API endpoint is known for region '{region}'"
-    )))
+    let endpoint = state
+        .config
+        .import
+        .glance_download
+        .endpoints
+        .get(region)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "glance-download: no Images API endpoint is known for region '{region}'"
+            ))
+        })?;
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(RemoteImage {
+        endpoint: endpoint.clone(),
+        image_id: image_id.to_owned(),
+        token,
+    })
 }
