@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use error::{RegistryError, Result};
 pub use metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
-    MetadefProperty, MetadefResourceType, MetadefTag, MetadefVisibility,
+    MetadefProperty, MetadefRecord, MetadefResourceType, MetadefTag, MetadefVisibility,
 };
 pub use model::{
     Image, ImageStatus, Location, Member, MemberStatus, Task, TaskStatus, Timestamp, Visibility,

@@ -153,3 +153,61 @@ impl MetadefDefinition {
         }
     }
 }
+
+/// What both engines need of a record that lives in a namespace (property, object, tag,
+/// resource type association): its names, and how a replacement keeps the stored record's
+/// timestamps.
+pub trait MetadefRecord: Clone + PartialEq {
+    const KIND: MetadefKind;
+    fn namespace(&self) -> &str;
+    fn name(&self) -> &str;
+    fn set_namespace(&mut self, ns: &str);
+    /// A change through the API: the stored record's `created_at`.
+    fn keep_created_at(&mut self, stored: &Self);
+    /// A definition (re)load: the stored `created_at`, and the stored `updated_at` too when
+    /// nothing else differs (loading the same definition again is not an update).
+    fn keep_stored_timestamps(&mut self, stored: &Self);
+}
+
+macro_rules! metadef_record {
+    ($ty:ty, $kind:expr) => {
+        impl MetadefRecord for $ty {
+            const KIND: MetadefKind = $kind;
+            fn namespace(&self) -> &str {
+                &self.namespace
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn set_namespace(&mut self, ns: &str) {
+                self.namespace = ns.to_string();
+            }
+            fn keep_created_at(&mut self, stored: &Self) {
+                self.created_at = stored.created_at;
+            }
+            fn keep_stored_timestamps(&mut self, stored: &Self) {
+                self.created_at = stored.created_at;
+                let updated_at = std::mem::replace(&mut self.updated_at, stored.updated_at);
+                if self != stored {
+                    self.updated_at = updated_at;
+                }
+            }
+        }
+    };
+}
+
+metadef_record!(MetadefObject, MetadefKind::Object);
+metadef_record!(MetadefProperty, MetadefKind::Property);
+metadef_record!(MetadefTag, MetadefKind::Tag);
+metadef_record!(MetadefAssociation, MetadefKind::Association);
+
+impl MetadefNamespace {
+    /// As [`MetadefRecord::keep_stored_timestamps`], for a namespace's own attributes.
+    pub fn keep_stored_timestamps(&mut self, stored: &MetadefNamespace) {
+        self.created_at = stored.created_at;
+        let updated_at = std::mem::replace(&mut self.updated_at, stored.updated_at);
+        if self != stored {
+            self.updated_at = updated_at;
+        }
+    }
+}

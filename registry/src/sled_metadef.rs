@@ -17,7 +17,7 @@ use crate::codec::decode;
 use crate::error::{RegistryError, Result};
 use crate::metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
-    MetadefProperty, MetadefResourceType, MetadefTag,
+    MetadefProperty, MetadefRecord, MetadefResourceType, MetadefTag,
 };
 use crate::model::{Timestamp, now};
 use crate::sled_engine::{TxResult, abort, decode_tx, encode_tx, engine, tx_error};
@@ -63,55 +63,28 @@ fn content_key(ns: &str, name: &str) -> Vec<u8> {
     key
 }
 
-/// A record that lives in a namespace.
+/// A record that lives in a namespace, and its tree.
 pub(crate) trait Content:
-    Serialize + DeserializeOwned + Clone + PartialEq + Send + 'static
+    MetadefRecord + Serialize + DeserializeOwned + Send + 'static
 {
     const TREE: usize;
-    const KIND: MetadefKind;
-    fn namespace(&self) -> &str;
-    fn name(&self) -> &str;
-    fn set_namespace(&mut self, ns: &str);
-    fn keep_created_at(&mut self, stored: &Self);
-    /// Takes `stored`'s `updated_at` when nothing else differs (a reload of the same
-    /// definition is not an update).
-    fn keep_updated_at_if_unchanged(&mut self, stored: &Self);
     fn key(&self) -> Vec<u8> {
         content_key(self.namespace(), self.name())
     }
 }
 
 macro_rules! content {
-    ($ty:ty, $tree:expr, $kind:expr) => {
+    ($ty:ty, $tree:expr) => {
         impl Content for $ty {
             const TREE: usize = $tree;
-            const KIND: MetadefKind = $kind;
-            fn namespace(&self) -> &str {
-                &self.namespace
-            }
-            fn name(&self) -> &str {
-                &self.name
-            }
-            fn set_namespace(&mut self, ns: &str) {
-                self.namespace = ns.to_string();
-            }
-            fn keep_created_at(&mut self, stored: &Self) {
-                self.created_at = stored.created_at;
-            }
-            fn keep_updated_at_if_unchanged(&mut self, stored: &Self) {
-                let updated_at = std::mem::replace(&mut self.updated_at, stored.updated_at);
-                if self != stored {
-                    self.updated_at = updated_at;
-                }
-            }
         }
     };
 }
 
-content!(MetadefObject, OBJECTS, MetadefKind::Object);
-content!(MetadefProperty, PROPERTIES, MetadefKind::Property);
-content!(MetadefTag, TAGS, MetadefKind::Tag);
-content!(MetadefAssociation, ASSOCIATIONS, MetadefKind::Association);
+content!(MetadefObject, OBJECTS);
+content!(MetadefProperty, PROPERTIES);
+content!(MetadefTag, TAGS);
+content!(MetadefAssociation, ASSOCIATIONS);
 
 fn duplicate<C: Content>(c: &C) -> RegistryError {
     RegistryError::MetadefDuplicate {
@@ -269,12 +242,7 @@ impl MetadefTrees {
                         name: name.clone(),
                     });
                 }
-                out.namespace.created_at = old.namespace.created_at;
-                let updated_at = out.namespace.updated_at;
-                out.namespace.updated_at = old.namespace.updated_at;
-                if out.namespace != old.namespace {
-                    out.namespace.updated_at = updated_at;
-                }
+                out.namespace.keep_stored_timestamps(&old.namespace);
                 revision = old.revision + 1;
                 for (i, tree) in CONTENT_TREES.iter().enumerate() {
                     for (key, _) in &snapshot.contents[i] {
@@ -525,8 +493,7 @@ fn insert_all<C: Content>(
         let key = item.key();
         if let Some(old) = stored(C::TREE, &key) {
             let old: C = decode_tx(&old)?;
-            item.keep_created_at(&old);
-            item.keep_updated_at_if_unchanged(&old);
+            item.keep_stored_timestamps(&old);
         }
         if t[C::TREE].insert(key, encode_tx(item)?)?.is_some() {
             return abort(duplicate(item));

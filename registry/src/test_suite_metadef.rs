@@ -514,11 +514,16 @@ async fn import_replaces(r: &dyn Registry) {
         .await
         .expect("tag");
 
-    // The same definition again: same contents, no duplicates, created_at kept.
-    let later: Timestamp = now();
+    // The same definition again: same contents, no duplicates, created_at kept, and
+    // updated_at too where nothing changed (a reload is not an update); the object changed.
+    let later: Timestamp = now() + chrono::Duration::seconds(5);
     let mut again = full(&name, &rt);
     again.namespace.created_at = later;
+    again.namespace.updated_at = later;
     again.objects[0].created_at = later;
+    again.objects[0].updated_at = later;
+    again.objects[0].description = Some("changed".into());
+    again.properties[0].updated_at = later;
     r.import_metadef_namespace(again)
         .await
         .expect("import again");
@@ -531,6 +536,9 @@ async fn import_replaces(r: &dyn Registry) {
     assert_eq!(def.objects.len(), 1);
     assert_eq!(def.namespace.created_at, first.namespace.created_at);
     assert_eq!(def.objects[0].created_at, first.objects[0].created_at);
+    assert_eq!(def.namespace.updated_at, first.namespace.updated_at);
+    assert_eq!(def.properties[0].updated_at, first.properties[0].updated_at);
+    assert_eq!(def.objects[0].updated_at, later, "a changed record is updated");
 
     // A smaller definition drops what it no longer lists.
     let mut smaller = MetadefDefinition::empty(namespace(&name));

@@ -18,8 +18,8 @@
 
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingResponse, Method as WasiMethod, OutgoingBody,
-    OutgoingRequest, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
+    Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme,
 };
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use crate::{SPLICE_STEP, StoreError};
@@ -261,15 +261,61 @@ fn split_url(url: &str) -> Result<(Scheme, &str, &str), HttpError> {
 /// error: the caller maps it. If the server answers before it has read the whole body (a
 /// refusal), that answer is returned rather than the broken upload.
 pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
+    let length = body.length();
+    let has_body = !matches!(body, Body::Empty) || matches!(req.method, Method::Put | Method::Post);
+    let content_length = has_body.then_some(length);
+    let (outgoing, future) = start(req, content_length)?;
+    if has_body && let Err(e) = write_body(&outgoing, body) {
+        // Dropped unfinished, the body tells the host the request failed: it is aborted,
+        // never completed with fewer bytes.
+        drop(outgoing);
+        if matches!(e, HttpError::InputEnded { .. }) {
+            return Err(e);
+        }
+        // The server may have answered before reading everything (401, 403, 413…): its
+        // answer says more than the broken upload. The future settles promptly now.
+        future.subscribe().block();
+        return match future.get() {
+            Some(Ok(Ok(response))) => Ok(response_of(response)),
+            _ => Err(e),
+        };
+    }
+    finish(outgoing, future)
+}
+
+/// Sends a request whose body has no declared length (`Transfer-Encoding: chunked`):
+/// `write` produces it into the host's outgoing stream and returns what it wants to report
+/// (how much it sent, say). If `write` fails the body is dropped unfinished, so the host
+/// aborts the request and the server stores nothing.
+pub fn send_chunked<T>(
+    req: &Request,
+    write: impl FnOnce(&OutputStream) -> Result<T, HttpError>,
+) -> Result<(Response, T), HttpError> {
+    let (outgoing, future) = start(req, None)?;
+    let written = {
+        let sink = outgoing
+            .write()
+            .map_err(|_| HttpError::Protocol("request body stream taken twice".into()))?;
+        write(&sink)?
+    };
+    Ok((finish(outgoing, future)?, written))
+}
+
+/// Builds the request (headers lower-cased; `content-length` added when given and not set
+/// by the caller) and hands it to the host: its body, and the future of the response.
+fn start(
+    req: &Request,
+    content_length: Option<u64>,
+) -> Result<(OutgoingBody, FutureIncomingResponse), HttpError> {
     let (scheme, authority, path) = split_url(&req.url)?;
     let mut entries: Vec<(String, Vec<u8>)> = req
         .headers
         .iter()
         .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
         .collect();
-    let length = body.length();
-    let has_body = !matches!(body, Body::Empty) || matches!(req.method, Method::Put | Method::Post);
-    if has_body && !entries.iter().any(|(n, _)| n == "content-length") {
+    if let Some(length) = content_length
+        && !entries.iter().any(|(n, _)| n == "content-length")
+    {
         entries.push(("content-length".into(), length.to_string().into_bytes()));
     }
     let headers = Fields::from_list(&entries)
@@ -292,31 +338,18 @@ pub fn send(req: &Request, body: Body) -> Result<Response, HttpError> {
         .body()
         .map_err(|_| HttpError::Protocol("request body taken twice".into()))?;
     let future = outgoing_handler::handle(request, None).map_err(error_code)?;
-    if has_body && let Err(e) = write_body(&outgoing, body) {
-        // Dropped unfinished, the body tells the host the request failed: it is aborted,
-        // never completed with fewer bytes.
-        drop(outgoing);
-        if matches!(e, HttpError::InputEnded { .. }) {
-            return Err(e);
-        }
-        // The server may have answered before reading everything (401, 403, 413…): its
-        // answer says more than the broken upload. The future settles promptly now.
-        future.subscribe().block();
-        return match future.get() {
-            Some(Ok(Ok(response))) => Ok(response_of(response)),
-            _ => Err(e),
-        };
-    }
+    Ok((outgoing, future))
+}
+
+/// Finishes the body and waits for the response head.
+fn finish(outgoing: OutgoingBody, future: FutureIncomingResponse) -> Result<Response, HttpError> {
     OutgoingBody::finish(outgoing, None).map_err(error_code)?;
     future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(error_code(code)),
-        Some(Err(())) | None => {
-            return Err(HttpError::Protocol("response already taken".into()));
-        }
-    };
-    Ok(response_of(response))
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(response_of(response)),
+        Some(Ok(Err(code))) => Err(error_code(code)),
+        Some(Err(())) | None => Err(HttpError::Protocol("response already taken".into())),
+    }
 }
 
 /// Wraps a response head; its body stream is opened now and read later.

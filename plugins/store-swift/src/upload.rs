@@ -2,17 +2,13 @@
 //! whose size the host does not know. Its body is what the driver already read (at most a
 //! few MiB), then bytes spliced from the image stream up to the segment's size or the end of
 //! the stream, so memory stays bounded whatever the segment size. The guest HTTP client
-//! always declares a length, hence this small sender of its own.
+//! declares a length for its own bodies; this one goes through its `send_chunked`.
 //!
 //! A body that fails half-way is aborted (the outgoing body is dropped, not finished): Swift
 //! then stores nothing. A segment is only ever referenced by a manifest with the size and
 //! ETag it was sent with, which Swift checks.
 
-use glass_store_guest::bindings::wasi::http::outgoing_handler;
-use glass_store_guest::bindings::wasi::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme,
-};
-use glass_store_guest::http::HttpError;
+use glass_store_guest::http::{self, HttpError, Method, Request};
 use glass_store_guest::{InputStream, OutputStream, SPLICE_STEP, StoreError, StreamError};
 
 /// Bytes read from the image stream and not sent yet.
@@ -74,60 +70,21 @@ pub fn put_chunked(
     data: &InputStream,
     limit: u64,
 ) -> Result<Sent, HttpError> {
-    let (scheme, authority, path) = split_url(url)?;
-    let entries: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
-        .collect();
-    let fields = Fields::from_list(&entries)
-        .map_err(|e| HttpError::Protocol(format!("invalid header: {e:?}")))?;
-    let request = OutgoingRequest::new(fields);
-    let bad = |what: &str| HttpError::Protocol(format!("invalid {what} in {url}"));
-    request
-        .set_method(&Method::Put)
-        .map_err(|_| bad("method"))?;
-    request
-        .set_scheme(Some(&scheme))
-        .map_err(|_| bad("scheme"))?;
-    request
-        .set_authority(Some(authority))
-        .map_err(|_| bad("authority"))?;
-    request
-        .set_path_with_query(Some(path))
-        .map_err(|_| bad("path"))?;
-    let body = request
-        .body()
-        .map_err(|_| HttpError::Protocol("request body taken twice".into()))?;
-    let future = outgoing_handler::handle(request, None).map_err(error_code)?;
-    // On any error below `body` is dropped unfinished: the host aborts the request.
-    let (length, input_ended) = {
-        let sink = body
-            .write()
-            .map_err(|_| HttpError::Protocol("request body stream taken twice".into()))?;
-        let sent = send_body(&sink, pending, data, limit)?;
-        drop(sink);
-        sent
+    let request = Request {
+        method: Method::Put,
+        url: url.to_owned(),
+        headers: headers.to_vec(),
     };
-    OutgoingBody::finish(body, None).map_err(error_code)?;
-    future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(error_code(code)),
-        Some(Err(())) | None => {
-            return Err(HttpError::Protocol("response already taken".into()));
-        }
-    };
-    let status = response.status();
+    let (response, (length, input_ended)) =
+        http::send_chunked(&request, |sink| send_body(sink, pending, data, limit))?;
+    let status = response.status;
     let etag = response
-        .headers()
-        .get("etag")
-        .into_iter()
-        .next()
-        .map(|v| String::from_utf8_lossy(&v).trim_matches('"').to_owned());
+        .header("etag")
+        .map(|v| v.trim_matches('"').to_owned());
     let text = if (200..300).contains(&status) {
         String::new()
     } else {
-        read_text(&response)
+        response.text()
     };
     Ok(Sent {
         status,
@@ -185,64 +142,4 @@ fn send_body(
     }
     sink.blocking_flush().map_err(broken)?;
     Ok((sent, input_ended))
-}
-
-/// At most 64 KiB of an answer's body, as text.
-fn read_text(
-    response: &glass_store_guest::bindings::wasi::http::types::IncomingResponse,
-) -> String {
-    let Ok(body) = response.consume() else {
-        return String::new();
-    };
-    let mut out = Vec::new();
-    if let Ok(stream) = body.stream() {
-        while out.len() < 64 * 1024 {
-            match stream.blocking_read(SPLICE_STEP) {
-                Ok(chunk) => out.extend_from_slice(&chunk),
-                Err(_) => break,
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Splits `http(s)://authority/path?query`.
-fn split_url(url: &str) -> Result<(Scheme, &str, &str), HttpError> {
-    let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
-        (Scheme::Http, rest)
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        (Scheme::Https, rest)
-    } else {
-        return Err(HttpError::Protocol(format!("not an http(s) URL: {url}")));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(HttpError::Protocol(format!("URL without a host: {url}")));
-    }
-    Ok((scheme, authority, path))
-}
-
-/// The guest client's classification of the host's error codes.
-fn error_code(code: ErrorCode) -> HttpError {
-    match code {
-        ErrorCode::HttpRequestDenied => {
-            HttpError::Denied("this store may not reach that host (see its `hosts`)".into())
-        }
-        ErrorCode::ConnectionRefused
-        | ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionTerminated
-        | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::ConnectionLimitReached
-        | ErrorCode::DestinationNotFound
-        | ErrorCode::DestinationUnavailable
-        | ErrorCode::DestinationIpUnroutable
-        | ErrorCode::DnsTimeout
-        | ErrorCode::DnsError(_)
-        | ErrorCode::HttpResponseTimeout => HttpError::Network(format!("{code:?}")),
-        other => HttpError::Protocol(format!("{other:?}")),
-    }
 }

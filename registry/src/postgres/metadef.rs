@@ -16,7 +16,7 @@ use crate::codec::{decode, encode};
 use crate::error::{RegistryError, Result};
 use crate::metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
-    MetadefProperty, MetadefResourceType, MetadefTag,
+    MetadefProperty, MetadefRecord, MetadefResourceType, MetadefTag,
 };
 use crate::model::{Timestamp, now};
 
@@ -25,45 +25,23 @@ const ATTEMPTS: usize = 16;
 
 /// A record that lives in a namespace, and its table.
 pub(crate) trait Content:
-    Serialize + DeserializeOwned + Clone + Send + Sync + 'static
+    MetadefRecord + Serialize + DeserializeOwned + Send + Sync + 'static
 {
     const TABLE: &'static str;
-    const KIND: MetadefKind;
-    fn namespace(&self) -> &str;
-    fn name(&self) -> &str;
-    fn set_namespace(&mut self, ns: &str);
-    fn keep_created_at(&mut self, stored: &Self);
 }
 
 macro_rules! content {
-    ($ty:ty, $table:literal, $kind:expr) => {
+    ($ty:ty, $table:literal) => {
         impl Content for $ty {
             const TABLE: &'static str = $table;
-            const KIND: MetadefKind = $kind;
-            fn namespace(&self) -> &str {
-                &self.namespace
-            }
-            fn name(&self) -> &str {
-                &self.name
-            }
-            fn set_namespace(&mut self, ns: &str) {
-                self.namespace = ns.to_string();
-            }
-            fn keep_created_at(&mut self, stored: &Self) {
-                self.created_at = stored.created_at;
-            }
         }
     };
 }
 
-content!(MetadefObject, "metadef_objects", MetadefKind::Object);
-content!(MetadefProperty, "metadef_properties", MetadefKind::Property);
-content!(MetadefTag, "metadef_tags", MetadefKind::Tag);
-content!(
-    MetadefAssociation,
-    "metadef_associations",
-    MetadefKind::Association
-);
+content!(MetadefObject, "metadef_objects");
+content!(MetadefProperty, "metadef_properties");
+content!(MetadefTag, "metadef_tags");
+content!(MetadefAssociation, "metadef_associations");
 
 const CONTENT_TABLES: [&str; 4] = [
     "metadef_objects",
@@ -187,8 +165,8 @@ fn first_repeat<C: Content>(items: &[C]) -> Option<RegistryError> {
     items.iter().find(|i| !seen.insert(i.name())).map(duplicate)
 }
 
-/// Created-at of the records a replace removes, by name.
-async fn stored_created_at<C: Content>(
+/// The records a replace removes, by name (their timestamps carry over).
+async fn stored_by_name<C: Content>(
     tx: &deadpool_postgres::Transaction<'_>,
     ns: &str,
 ) -> Result<std::collections::HashMap<String, C>> {
@@ -206,7 +184,7 @@ async fn insert_all<C: Content>(
 ) -> Result<()> {
     for item in items.iter_mut() {
         if let Some(stored) = old.get(item.name()) {
-            item.keep_created_at(stored);
+            item.keep_stored_timestamps(stored);
         }
         if !insert_content(tx, item).await? {
             return Err(duplicate(item));
@@ -263,11 +241,11 @@ pub(super) async fn put_definition(
                 Err(RegistryError::MetadefNamespaceNotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            out.namespace.created_at = old.created_at;
-            let properties = stored_created_at::<MetadefProperty>(&tx, &name).await?;
-            let objects = stored_created_at::<MetadefObject>(&tx, &name).await?;
-            let tags = stored_created_at::<MetadefTag>(&tx, &name).await?;
-            let associations = stored_created_at::<MetadefAssociation>(&tx, &name).await?;
+            out.namespace.keep_stored_timestamps(&old);
+            let properties = stored_by_name::<MetadefProperty>(&tx, &name).await?;
+            let objects = stored_by_name::<MetadefObject>(&tx, &name).await?;
+            let tags = stored_by_name::<MetadefTag>(&tx, &name).await?;
+            let associations = stored_by_name::<MetadefAssociation>(&tx, &name).await?;
             for table in CONTENT_TABLES {
                 let sql = format!("DELETE FROM {table} WHERE namespace = $1");
                 tx.execute(&sql, &[&name.as_bytes()]).await.map_err(pg)?;
