@@ -538,7 +538,10 @@ async fn import_replaces(r: &dyn Registry) {
     assert_eq!(def.objects[0].created_at, first.objects[0].created_at);
     assert_eq!(def.namespace.updated_at, first.namespace.updated_at);
     assert_eq!(def.properties[0].updated_at, first.properties[0].updated_at);
-    assert_eq!(def.objects[0].updated_at, later, "a changed record is updated");
+    assert_eq!(
+        def.objects[0].updated_at, later,
+        "a changed record is updated"
+    );
 
     // A smaller definition drops what it no longer lists.
     let mut smaller = MetadefDefinition::empty(namespace(&name));

@@ -176,20 +176,26 @@ pub struct RemoteImage {
 
 /// A new pending import task for `image`, as Glance records it.
 pub fn new_task(image: Uuid, who: &Identity, body: &Value, stores: &[String]) -> Task {
+    let input = json!({
+        "image_id": image.to_string(),
+        "import_req": body,
+        "backend": stores,
+    });
+    pending_task(TASK_TYPE, image, who, input)
+}
+
+/// A new pending task of `task_type` on `image`, owned by the caller's project.
+pub fn pending_task(task_type: &str, image: Uuid, who: &Identity, input: Value) -> Task {
     let t = now();
     Task {
         id: Uuid::new_v4(),
-        task_type: TASK_TYPE.into(),
+        task_type: task_type.into(),
         status: TaskStatus::Pending,
         owner: who.project.clone(),
         image_id: Some(image),
         user_id: who.user.clone(),
         request_id: None,
-        input: json!({
-            "image_id": image.to_string(),
-            "import_req": body,
-            "backend": stores,
-        }),
+        input,
         result: None,
         message: String::new(),
         expires_at: None,

@@ -24,10 +24,29 @@ pub async fn create(
     who: Identity,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let image = create_image(&state, &who, &body).await?;
+    let mut response = (StatusCode::CREATED, Json(image_body(&image))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v2/images/{}", image.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    for (name, value) in super::import::create_headers(&state) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+/// A new queued image from a `POST /v2/images` body, with every check of that call.
+pub async fn create_image(
+    state: &AppState,
+    who: &Identity,
+    body: &Bytes,
+) -> Result<Image, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest("Body expected in request.".into()));
     }
-    let Value::Object(fields) = json_body(&body)? else {
+    let Value::Object(fields) = json_body(body)? else {
         return Err(ApiError::BadRequest(
             "Unexpected body type. Expected list/dict.".into(),
         ));
@@ -64,11 +83,11 @@ pub async fn create(
             }
             _ => {}
         }
-        properties::set(&mut image, name, value, &who)?;
+        properties::set(&mut image, name, value, who)?;
     }
     let owner = image.owner.as_deref();
-    let target = Target::own_project(&who).with("owner", owner);
-    if !state.policy.allows("add_image", &who, &target) {
+    let target = Target::own_project(who).with("owner", owner);
+    if !state.policy.allows("add_image", who, &target) {
         return Err(ApiError::Forbidden(match owner {
             Some(owner) if Some(owner) != who.project.as_deref() => {
                 format!("You are not permitted to create images owned by '{owner}'")
@@ -76,21 +95,12 @@ pub async fn create(
             _ => "You are not authorized to complete add_image action.".into(),
         }));
     }
-    check_visibility_rule(&state, &who, &image)?;
-    check_quotas(&state, &image)?;
-    crate::validators::check_create(&state, &image, &fields).await?;
+    check_visibility_rule(state, who, &image)?;
+    check_quotas(state, &image)?;
+    crate::validators::check_create(state, &image, &fields).await?;
     let image = state.registry.create_image(image).await?;
     tracing::info!(image = %image.id, "image created");
-    let mut response = (StatusCode::CREATED, Json(image_body(&image))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v2/images/{}", image.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    for (name, value) in super::import::create_headers(&state) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    Ok(response)
+    Ok(image)
 }
 
 /// Glance's per-image quotas on tags and extra properties.

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use glass_registry::{Image, ImageStatus, Location, Task, TaskStatus, now};
+use glass_registry::{Image, ImageStatus, Location, TaskStatus};
 use md5::Md5;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
@@ -151,28 +151,14 @@ pub async fn add(
             "New operation on image '{id}' is not permitted as prior operation is still in progress"
         )));
     }
-    let t = now();
-    let task = Task {
-        id: Uuid::new_v4(),
-        task_type: TASK_TYPE.into(),
-        status: TaskStatus::Pending,
-        owner: who.project.clone(),
-        image_id: Some(id),
-        user_id: who.user.clone(),
-        request_id: request_id.map(|axum::Extension(r)| r.0),
-        input: json!({
-            "image_id": id.to_string(),
-            "loc_url": url,
-            "validation_data": validation.value.as_ref().map(|v| json!({
-                "os_hash_algo": validation.algo, "os_hash_value": v})).unwrap_or(json!({})),
-        }),
-        result: None,
-        message: String::new(),
-        expires_at: None,
-        created_at: t,
-        updated_at: t,
-        revision: 0,
-    };
+    let input = json!({
+        "image_id": id.to_string(),
+        "loc_url": url,
+        "validation_data": validation.value.as_ref().map(|v| json!({
+            "os_hash_algo": validation.algo, "os_hash_value": v})).unwrap_or(json!({})),
+    });
+    let mut task = crate::import::pending_task(TASK_TYPE, id, &who, input);
+    task.request_id = request_id.map(|axum::Extension(r)| r.0);
     let task = state.registry.create_task(task).await?;
     tokio::spawn(run(state, task.id, id, url, store, validation));
     Ok(StatusCode::ACCEPTED.into_response())

@@ -331,19 +331,13 @@ pub async fn create(
         .cloned()
         .unwrap_or_else(|| json!({}));
     // The image, as `POST /v2/images` makes it (same checks), then its web-download import.
-    let created = super::images::create(
-        State(state.clone()),
-        who.clone(),
-        axum::body::Bytes::from(properties.to_string()),
+    let image = super::images::create_image(
+        &state,
+        &who,
+        &axum::body::Bytes::from(properties.to_string()),
     )
     .await?;
-    let image: Value = {
-        let bytes = axum::body::to_bytes(created.into_body(), 1 << 20)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?
-    };
-    let image_id = image["id"].as_str().unwrap_or_default().to_owned();
+    let image_id = image.id.to_string();
     let import = json!({"method": {"name": "web-download", "uri": import_from}});
     super::import::import_image(
         State(state.clone()),
@@ -354,10 +348,9 @@ pub async fn create(
         axum::body::Bytes::from(import.to_string()),
     )
     .await?;
-    let image_uuid = parse_image_id(&image_id)?;
     let task = state
         .registry
-        .list_tasks(Some(image_uuid))
+        .list_tasks(Some(image.id))
         .await?
         .into_iter()
         .max_by_key(|t| t.created_at)
