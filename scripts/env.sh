@@ -18,15 +18,19 @@ ensure_wasm_target() {
 
 # Keeps the shared target dir from filling the disk: every clean clone (CI) builds the
 # workspace crates under new hashes, so their old test binaries and incremental state pile
-# up (tens of GB in a day). Deletes test executables and workspace libraries older than 12 h
-# and incremental state; dependencies stay. Free disk matters beyond the build: SeaweedFS
-# sizes its volume count from it, and with ~10 GB free it cannot hold two test buckets.
+# up (tens of GB in a day). Keeps only the newest build of each test executable, deletes
+# workspace libraries older than 12 h and incremental state; dependencies stay. Free disk
+# matters beyond the build: SeaweedFS sizes its volume count from it, and with ~10 GB free
+# it cannot hold two test buckets.
 trim_target_dir() {
-  local profile
+  local profile deps
   for profile in debug release; do
-    [ -d "$CARGO_TARGET_DIR/$profile/deps" ] || continue
-    find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f -mmin +720 \
-      \( \( -perm -u+x ! -name '*.*' \) -o -name 'libglass_*' -o -name 'glass_*' \) -delete
+    deps="$CARGO_TARGET_DIR/$profile/deps"
+    [ -d "$deps" ] || continue
+    find "$deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' -printf '%T@ %p\n' \
+      | sort -rn | awk '{ name = $2; sub(/-[0-9a-f]+$/, "", name); if (seen[name]++) print $2 }' \
+      | xargs -r rm -f
+    find "$deps" -maxdepth 1 -type f -mmin +720 \( -name 'libglass_*' -o -name 'glass_*' \) -delete
     rm -rf "$CARGO_TARGET_DIR/$profile/incremental"
   done
   local free_gb
