@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod conformance;
 pub mod data;
+pub mod faults;
 pub mod import;
 pub mod keystone;
 pub mod load;
