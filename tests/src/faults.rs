@@ -205,6 +205,23 @@ async fn pump(
     }
 }
 
+/// The newest import task of an image once it is over (bounded): an image may be put back
+/// a moment before its task is recorded as failed.
+pub async fn last_task(client: &crate::Client, id: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let task = crate::import::image_tasks(client, id).await[0].clone();
+        if task["status"] == "success" || task["status"] == "failure" {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task not over: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// xorshift64*: the workloads' random choices, reproducible from the printed seed.
 pub struct Rng(u64);
 
@@ -291,8 +308,18 @@ pub fn s3_listing(
             &format!("{base}?{query}"),
         ])
     };
-    let objects = signed(&format!("list-type=2&prefix={prefix}"));
-    let uploads = signed(&format!("uploads=&prefix={prefix}"));
+    // SigV4 signs the query as sent: encode it canonically (prefix=a%2Fb, sorted).
+    let prefix_q: String = prefix
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let objects = signed(&format!("list-type=2&prefix={prefix_q}"));
+    let uploads = signed(&format!("prefix={prefix_q}&uploads="));
     let keys = xml_values(&objects, "Contents")
         .iter()
         .flat_map(|c| xml_values(c, "Key"))

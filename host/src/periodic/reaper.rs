@@ -9,18 +9,24 @@
 //! due at once and is run right away. The reaper runs due jobs: it deletes each copy from its
 //! store and drops the job when every copy is gone; a failure keeps the job with exponential
 //! backoff (10 s doubling up to an hour), so a store that is down only delays the removal.
+//!
+//! The reaper also retries the discards of unfinished uploads that a store could not do when
+//! the upload or import failed (`store::PendingDiscards`), persisted as
+//! `<data_dir>/scrub/<id>.discard.json`: at once if the image is gone, after claiming it
+//! (queued → saving, so no upload can start meanwhile) if it is queued, never while data of
+//! the image is recorded in that store (the partial's key is then the live copy's).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use glass_registry::Image;
+use glass_registry::{Image, ImageStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{ImageStore, StoreError};
 
 /// One image whose data is to be removed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +48,12 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Discards of an image's unfinished uploads still to do, by store.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DiscardJob {
+    stores: Vec<String>,
 }
 
 /// The persisted jobs. One lock orders the reaper, new jobs and restores.
@@ -75,6 +87,75 @@ impl ScrubQueue {
 
     fn read(&self, id: Uuid) -> Option<ScrubJob> {
         serde_json::from_slice(&std::fs::read(self.path(id)).ok()?).ok()
+    }
+
+    fn discard_path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{id}.discard.json"))
+    }
+
+    fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&file, value).map_err(std::io::Error::other)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Persists the discards the stores could not do, then retries those that are safe now.
+    /// Returns how many are still waiting.
+    async fn retry_discards(&self, state: &AppState) -> usize {
+        for entry in state.stores.entries() {
+            for id in entry.pending_discards.take() {
+                let path = self.discard_path(id);
+                let mut job: DiscardJob = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                if !job.stores.contains(&entry.id) {
+                    job.stores.push(entry.id.clone());
+                }
+                if let Err(e) = self.write_json(&path, &job) {
+                    tracing::error!(image = %id, error = %e, "cannot persist a pending discard");
+                    entry.pending_discards.add(id);
+                }
+            }
+        }
+        let mut waiting = 0;
+        let files: Vec<(Uuid, PathBuf)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                Some((name.strip_suffix(".discard.json")?.parse().ok()?, e.path()))
+            })
+            .collect();
+        for (id, path) in files {
+            let Some(job) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<DiscardJob>(&b).ok())
+            else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let mut left = Vec::new();
+            for store in job.stores {
+                if !discard_now(state, id, &store).await {
+                    left.push(store);
+                }
+            }
+            waiting += left.len();
+            let written = if left.is_empty() {
+                std::fs::remove_file(&path)
+            } else {
+                self.write_json(&path, &DiscardJob { stores: left })
+            };
+            if let Err(e) = written {
+                tracing::warn!(image = %id, error = %e, "updating a pending discard failed");
+            }
+        }
+        waiting
     }
 
     /// Every job, oldest due first.
@@ -143,6 +224,13 @@ impl ScrubQueue {
     /// Runs every due job once. Returns (data removed, jobs still waiting).
     pub async fn reap(&self, state: &AppState) -> (usize, usize) {
         let _guard = self.lock.lock().await;
+        let discards = self.retry_discards(state).await;
+        if discards > 0 {
+            tracing::info!(
+                waiting = discards,
+                "discards of unfinished uploads still waiting"
+            );
+        }
         let (mut done, mut waiting) = (0, 0);
         for mut job in self.jobs() {
             if job.due_at > now() {
@@ -207,6 +295,52 @@ async fn remove_copies(state: &AppState, image: &Image) -> Result<(), String> {
         Ok(())
     } else {
         Err(errors.join("; "))
+    }
+}
+
+/// Discards what an unfinished upload of `id` left in `store_id`, if that cannot touch live
+/// data: the image is gone, or it is queued and claimed (queued → saving) for the discard.
+/// True when nothing is left to do.
+async fn discard_now(state: &AppState, id: Uuid, store_id: &str) -> bool {
+    let Some(entry) = state.stores.entry(store_id) else {
+        return true; // the store is no longer configured
+    };
+    let image = match state.registry.get_image(id).await {
+        Ok(image) => image,
+        Err(_) => return false,
+    };
+    let claimed = match image {
+        None => None,
+        // The image's data is in this store: the partial's key is the live copy now.
+        Some(image) if image.locations.iter().any(|l| l.store == store_id) => return true,
+        Some(image) if image.status == ImageStatus::Queued => {
+            let mut claim = image;
+            claim.status = ImageStatus::Saving;
+            match state.registry.update_image(claim).await {
+                Ok(claimed) => Some(claimed),
+                Err(_) => return false, // changed meanwhile: next pass
+            }
+        }
+        // Saving, importing, or staged: an upload may be running; next pass.
+        Some(_) => return false,
+    };
+    let result = entry.plugin.discard_partial(id).await;
+    if claimed.is_some()
+        && let Err(e) = crate::api::v2::image_data::revert_to_queued(state, id).await
+    {
+        // The start-up sweep puts it back if this process dies first.
+        tracing::error!(image = %id, error = %e, "putting a claimed image back to queued failed");
+    }
+    match result {
+        Ok(()) | Err(StoreError::NotFound) => {
+            tracing::info!(image = %id, store = store_id, "unfinished upload discarded");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(image = %id, store = store_id, error = %e,
+                "discarding an unfinished upload failed again; will retry");
+            false
+        }
     }
 }
 

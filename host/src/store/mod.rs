@@ -2,8 +2,9 @@
 //! call. Implementations adapt WebAssembly store components (`runtime`); handlers never see
 //! wasmtime. Bytes move as async streams; hashing happens in the host, never in a store.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -82,7 +83,9 @@ pub trait ImageStore: Send + Sync + 'static {
 
     async fn delete(&self, location: &str) -> Result<(), StoreError>;
 
-    /// Removes whatever an unfinished `add` of `image` left behind (after a crash).
+    /// Removes whatever an unfinished `add` of `image` left behind (after a crash). Through a
+    /// [`StoreEntry`], a failure (the backend is down) is not returned: the discard is
+    /// deferred to the reaper, which retries it once it is safe (see [`PendingDiscards`]).
     async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError>;
 }
 
@@ -101,10 +104,18 @@ pub struct StoreEntry {
     pub store: Arc<dyn ImageStore>,
     /// The same store as a plugin, for status, hot swap and rollback.
     pub plugin: Arc<WasmStore>,
+    /// Discards of unfinished uploads that failed, for the reaper to retry.
+    pub pending_discards: Arc<PendingDiscards>,
 }
 
 impl StoreEntry {
     pub fn new(config: &StoreConfig, plugin: Arc<WasmStore>) -> Self {
+        let pending_discards = Arc::new(PendingDiscards::default());
+        let store = Arc::new(DeferredDiscard {
+            id: config.id.clone(),
+            inner: plugin.clone(),
+            pending: pending_discards.clone(),
+        });
         StoreEntry {
             id: config.id.clone(),
             description: config.description.clone(),
@@ -113,8 +124,9 @@ impl StoreEntry {
             cacheable: config.cacheable(),
             driver: config.driver.clone(),
             properties: public_properties(config),
-            store: plugin.clone(),
+            store,
             plugin,
+            pending_discards,
         }
     }
 }
@@ -186,5 +198,83 @@ impl StoreSet {
     /// The weight of a store (0 for an unknown one), to order an image's locations.
     pub fn weight(&self, id: &str) -> i64 {
         self.entry(id).map_or(0, |e| e.weight)
+    }
+}
+
+/// Image ids whose partial data a store could not discard (the backend was down or hung when
+/// an upload or import failed): without a retry, an unfinished multipart upload or a segment
+/// set would stay in the backend for good. The reaper (`periodic::reaper`) persists them and
+/// retries each once no upload can be running into that store for the image.
+#[derive(Default)]
+pub struct PendingDiscards(Mutex<BTreeSet<Uuid>>);
+
+impl PendingDiscards {
+    pub fn add(&self, image: Uuid) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(image);
+    }
+
+    /// Every pending id, leaving none.
+    pub fn take(&self) -> Vec<Uuid> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A store whose failed `discard_partial` is recorded in [`PendingDiscards`] instead of
+/// failing its caller (an upload's clean-up, the start-up sweep); everything else passes
+/// through.
+struct DeferredDiscard {
+    id: String,
+    inner: Arc<WasmStore>,
+    pending: Arc<PendingDiscards>,
+}
+
+#[async_trait]
+impl ImageStore for DeferredDiscard {
+    fn info(&self) -> StoreInfo {
+        self.inner.info()
+    }
+
+    async fn add(
+        &self,
+        image: Uuid,
+        data: ByteReader,
+        size_hint: Option<u64>,
+    ) -> Result<Stored, StoreError> {
+        self.inner.add(image, data, size_hint).await
+    }
+
+    async fn get(
+        &self,
+        location: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ByteReader, StoreError> {
+        self.inner.get(location, offset, length).await
+    }
+
+    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+        self.inner.size(location).await
+    }
+
+    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+        self.inner.delete(location).await
+    }
+
+    async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError> {
+        match self.inner.discard_partial(image).await {
+            Ok(()) => Ok(()),
+            Err(e @ (StoreError::InvalidLocation(_) | StoreError::AccessDenied(_))) => Err(e),
+            Err(e) => {
+                tracing::warn!(store = %self.id, image = %image, error = %e,
+                    "discarding an unfinished upload failed; the reaper will retry");
+                self.pending.add(image);
+                Ok(())
+            }
+        }
     }
 }

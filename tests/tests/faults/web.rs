@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use glass_host::config::AuthMode;
 use glass_tests::data::{get_file, new_image, pseudo_random};
-use glass_tests::faults::sha256;
+use glass_tests::faults::{last_task, sha256};
 use glass_tests::import::{image_tasks, import, wait_import};
 use glass_tests::{TestServer, backends};
 use serde_json::json;
@@ -86,20 +86,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The newest import task of the image once it is over (bounded): the image may be put back
-/// a moment before its task is recorded as failed.
-async fn last_task(admin: &glass_tests::Client, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let task = image_tasks(admin, id).await[0].clone();
-        if task["status"] == "success" || task["status"] == "failure" {
-            return task;
-        }
-        assert!(Instant::now() < deadline, "task not over: {task}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn staging_files(data: &Path) -> Vec<String> {
