@@ -10,7 +10,7 @@ use std::time::Duration;
 use glass_host::config::{AuthMode, StoreConfig};
 use glass_tests::data::{get_file, new_image, pseudo_random, put_file};
 use glass_tests::faults::{Rng, sha256};
-use glass_tests::import::method;
+use glass_tests::import::{import, method, stage, wait_import};
 use glass_tests::{Client, GlassProcess, TestServer};
 use reqwest::Method;
 use serde_json::json;
@@ -29,6 +29,8 @@ struct Ledger {
     /// The bytes each image was ever sent (one attempt per image): what it must hold if it
     /// is active.
     sent: BTreeMap<String, String>,
+    /// Other answers to uploads, stages and imports, by status (for the log).
+    other: BTreeMap<u16, usize>,
 }
 
 /// One client of the workload: random operations until the server goes away (or `ops`).
@@ -53,7 +55,7 @@ async fn worker(client: Client, ledger: Arc<Mutex<Ledger>>, mut rng: Rng, ops: u
                 return Ok(());
             }
             let id = mine.swap_remove(rng.below(mine.len() as u64) as usize);
-            let data = pseudo_random(1024 + rng.below(3 << 20) as usize, rng.next());
+            let data = pseudo_random(1024 + rng.below(1 << 20) as usize, rng.next());
             let sha = sha256(&data);
             match choice {
                 3..=6 => {
@@ -65,8 +67,12 @@ async fn worker(client: Client, ledger: Arc<Mutex<Ledger>>, mut rng: Rng, ops: u
                         .send()
                         .await
                         .map_err(|e| e.to_string())?;
-                    if r.status().as_u16() == 204 {
-                        ledger.lock().unwrap().uploaded.insert(id, sha);
+                    let code = r.status().as_u16();
+                    let mut l = ledger.lock().unwrap();
+                    if code == 204 {
+                        l.uploaded.insert(id, sha);
+                    } else {
+                        *l.other.entry(code).or_default() += 1;
                     }
                 }
                 7..=8 => {
@@ -79,6 +85,12 @@ async fn worker(client: Client, ledger: Arc<Mutex<Ledger>>, mut rng: Rng, ops: u
                         .await
                         .map_err(|e| e.to_string())?;
                     if r.status().as_u16() != 204 {
+                        *ledger
+                            .lock()
+                            .unwrap()
+                            .other
+                            .entry(r.status().as_u16())
+                            .or_default() += 1;
                         return Ok(());
                     }
                     let r = client
@@ -105,7 +117,8 @@ async fn worker(client: Client, ledger: Arc<Mutex<Ledger>>, mut rng: Rng, ops: u
             Ok(())
         }
         .await;
-        if result.is_err() {
+        if let Err(e) = result {
+            eprintln!("worker stops: {e}");
             return;
         }
     }
@@ -173,7 +186,30 @@ async fn glass_killed_at_random_points_of_a_workload() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    for round in 0..4 {
+    {
+        // Warm-up: the components are compiled on first use into the data directory's
+        // plugin cache (seconds in a debug build); kills during that would test nothing.
+        let glass = GlassProcess::start(&data, None).await;
+        let client = Client::new(&glass.url, None);
+        let mut l = ledger.lock().unwrap().clone();
+        for seed in 0..2 {
+            let id = new_image(&client).await;
+            let bytes = pseudo_random(10_000, seed);
+            l.created.insert(id.clone());
+            l.sent.insert(id.clone(), sha256(&bytes));
+            if seed == 0 {
+                assert_eq!(put_file(&client, &id, bytes).await.0, 204);
+            } else {
+                assert_eq!(stage(&client, &id, bytes).await.0, 204);
+                assert_eq!(import(&client, &id, method("glance-direct")).await.0, 202);
+                assert_eq!(wait_import(&client, &id).await["status"], "active");
+            }
+            l.uploaded.insert(id.clone(), l.sent[&id].clone());
+        }
+        *ledger.lock().unwrap() = l;
+        glass.stop().await;
+    }
+    for round in 0..3 {
         let glass = GlassProcess::start(&data, None).await;
         let client = Client::new(&glass.url, None);
         let snapshot = ledger.lock().unwrap().clone();
@@ -184,7 +220,7 @@ async fn glass_killed_at_random_points_of_a_workload() {
                 tokio::spawn(worker(client.clone(), ledger.clone(), worker_rng, 400))
             })
             .collect();
-        let kill_after = Duration::from_millis(300 + rng.below(2500));
+        let kill_after = Duration::from_millis(1500 + rng.below(3500));
         eprintln!("round {round}: kill -9 after {kill_after:?}");
         tokio::time::sleep(kill_after).await;
         glass.kill9().await;
@@ -196,11 +232,13 @@ async fn glass_killed_at_random_points_of_a_workload() {
         }
         let l = ledger.lock().unwrap().clone();
         eprintln!(
-            "after round {round}: {} created, {} uploaded, {} imported, {} deleted",
+            "after round {round}: {} created, {} uploaded, {} imported, {} deleted, other \
+             answers {:?}",
             l.created.len(),
             l.uploaded.len(),
             l.imported.len(),
-            l.deleted.len()
+            l.deleted.len(),
+            l.other
         );
     }
     let glass = GlassProcess::start(&data, None).await;
