@@ -74,8 +74,20 @@ impl FaultProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let shared = accepting.clone();
                 tokio::spawn(async move {
-                    if *shared.mode.borrow() == Mode::Cut {
-                        return;
+                    // Connect upstream only once passing: a stalled connection must not
+                    // hold a worker of the (shared) server.
+                    let mut mode = shared.mode.subscribe();
+                    loop {
+                        let current = *mode.borrow_and_update();
+                        match current {
+                            Mode::Pass => break,
+                            Mode::Cut => return,
+                            Mode::Stall => {
+                                if mode.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                     }
                     if let Ok(server) = TcpStream::connect(&shared.target).await {
                         relay(shared, client, server).await;

@@ -33,7 +33,8 @@ async fn keystone_hung_and_cut() {
         c.keystone.username = SERVICE_USER.into();
         c.keystone.password = SERVICE_PASSWORD.into();
         c.keystone.token_cache_time_s = 1;
-        c.keystone.timeout_ms = 3_000;
+        // SQLite Keystone with one worker is slow on a busy machine.
+        c.keystone.timeout_ms = 10_000;
     })
     .await;
     let project = admin.project("faults").await;
@@ -60,7 +61,7 @@ async fn keystone_hung_and_cut() {
         let (code, took) = bounded(&client, &format!("/v2/images/{id}")).await;
         eprintln!("keystone {mode:?}: {code} after {took:?}");
         assert_eq!(code, 503, "keystone {mode:?}: 503 (0: no answer in 60 s)");
-        assert!(took < Duration::from_secs(20), "{took:?}");
+        assert!(took < Duration::from_secs(40), "{took:?}");
         // A token never seen before is not let through either.
         let stranger = Client::with_token(&server.url, "gAAAAAnot-validated");
         assert_eq!(bounded(&stranger, "/v2/images").await.0, 503);
