@@ -55,7 +55,7 @@ async fn worker(client: Client, ledger: Arc<Mutex<Ledger>>, mut rng: Rng, ops: u
                 return Ok(());
             }
             let id = mine.swap_remove(rng.below(mine.len() as u64) as usize);
-            let data = pseudo_random(1024 + rng.below(1 << 20) as usize, rng.next());
+            let data = pseudo_random(1024 + rng.below(1 << 20) as usize, rng.next_u64());
             let sha = sha256(&data);
             match choice {
                 3..=6 => {
@@ -216,7 +216,7 @@ async fn glass_killed_at_random_points_of_a_workload() {
         check(&client, &snapshot, &data).await;
         let workers: Vec<_> = (0..4)
             .map(|_| {
-                let worker_rng = Rng::new(rng.next());
+                let worker_rng = Rng::new(rng.next_u64());
                 tokio::spawn(worker(client.clone(), ledger.clone(), worker_rng, 400))
             })
             .collect();
