@@ -15,10 +15,12 @@ use glass_tests::import::{image_tasks, import, wait_import};
 use glass_tests::{TestServer, backends};
 use serde_json::json;
 
-/// A private nginx; stopped (`nginx -s stop`) when dropped.
+/// A private nginx; its master is sent SIGTERM when dropped (if the pid file still names the
+/// master this start made: a killed one's pid may belong to another process by then).
 struct Nginx {
     dir: PathBuf,
     port: u16,
+    master: String,
 }
 
 impl Nginx {
@@ -35,9 +37,14 @@ impl Nginx {
             "start-http.sh: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let master = std::fs::read_to_string(dir.join("nginx.pid"))
+            .unwrap()
+            .trim()
+            .to_string();
         Nginx {
             dir: dir.to_path_buf(),
             port,
+            master,
         }
     }
 
@@ -47,10 +54,7 @@ impl Nginx {
 
     /// The master's pid and its workers'.
     fn pids(&self) -> Vec<String> {
-        let master = std::fs::read_to_string(self.dir.join("nginx.pid"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let master = self.master.clone();
         let workers = Command::new("pgrep")
             .args(["-P", &master])
             .output()
@@ -73,9 +77,11 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid")) {
-            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
-            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid"))
+            && pid.trim() == self.master
+        {
+            let _ = Command::new("kill").args(["-CONT", &self.master]).status();
+            let _ = Command::new("kill").args(["-TERM", &self.master]).status();
         }
     }
 }
