@@ -1,12 +1,43 @@
-//! Swift's and Keystone's formats and the driver's rules about them, free of WASI calls so
-//! that their tests run natively (`cargo test --target x86_64-unknown-linux-gnu`): locations,
+//! Swift's and Keystone's formats and the store-swift driver's rules about them, in a crate
+//! free of WASI imports so that its tests and fuzz target run natively: locations,
 //! container names, segment names and sizes, the SLO manifest, authentication answers (v1
 //! tempauth headers, v3 Keystone token and catalog), the cached token's file, the answer of
-//! an SLO delete, container listings, and HTTP statuses mapped to store errors.
+//! an SLO delete, container listings, and HTTP statuses mapped to [`SwiftError`].
 
-use glass_store_guest::StoreError;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// How a Swift or Keystone answer failed, as the driver reports it (store-swift maps each
+/// case to the store contract's error of the same name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwiftError {
+    /// The object is not there (404).
+    NotFound,
+    /// Authentication or authorization refused (401, 403).
+    AccessDenied(String),
+    /// The server may answer later (timeouts, 429, 5xx).
+    Unavailable(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// At most 80 characters of untrusted input, for error messages.
+pub fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A lowercase, hyphenated UUID: the only object names this driver writes.
+pub fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
 
 pub const MIB: u64 = 1 << 20;
 /// Swift's default `max_file_size` (5 GiB): no single PUT, hence no segment, may be larger.
@@ -61,7 +92,7 @@ pub fn object_of<'a>(location: &'a str, container: &str) -> Result<&'a str, Stri
     let bad = || {
         format!(
             "not a location of this store (swift://{container}/<image uuid>): {:?}",
-            glass_store_guest::truncate(location)
+            truncate(location)
         )
     };
     let rest = location.strip_prefix(LOCATION_SCHEME).ok_or_else(bad)?;
@@ -69,7 +100,7 @@ pub fn object_of<'a>(location: &'a str, container: &str) -> Result<&'a str, Stri
         .strip_prefix(container)
         .and_then(|r| r.strip_prefix('/'))
         .ok_or_else(bad)?;
-    if glass_store_guest::is_canonical_uuid(object) {
+    if is_canonical_uuid(object) {
         Ok(object)
     } else {
         Err(bad())
@@ -307,7 +338,14 @@ pub fn parse_iso8601(s: &str) -> Option<u64> {
     let h = t.next()?.parse::<i64>().ok()?;
     let min = t.next()?.parse::<i64>().ok()?;
     let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+    // Four-digit years only: a larger one would overflow the day count below.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&min)
+        || !(0..=60).contains(&sec)
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -377,7 +415,7 @@ pub fn server_message(body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body)
         && let Some(m) = v["error"]["message"].as_str()
     {
-        return glass_store_guest::truncate(m).to_owned();
+        return truncate(m).to_owned();
     }
     let mut text = String::new();
     let mut in_tag = false;
@@ -402,7 +440,7 @@ pub fn server_message(body: &str) -> String {
 
 /// The store error for an answer of Swift with status `status` to `what` (for example
 /// `PUT glance/<id>`), with the server's message.
-pub fn swift_error(status: u16, what: &str, body: &str) -> StoreError {
+pub fn swift_error(status: u16, what: &str, body: &str) -> SwiftError {
     let said = server_message(body);
     let message = if said.is_empty() {
         format!("Swift answered {status} to {what}")
@@ -410,28 +448,28 @@ pub fn swift_error(status: u16, what: &str, body: &str) -> StoreError {
         format!("Swift answered {status} to {what}: {said}")
     };
     match status {
-        404 => StoreError::NotFound,
-        401 => StoreError::AccessDenied(format!(
+        404 => SwiftError::NotFound,
+        401 => SwiftError::AccessDenied(format!(
             "{message} (authentication: Swift refused the token)"
         )),
-        403 => StoreError::AccessDenied(format!(
+        403 => SwiftError::AccessDenied(format!(
             "{message} (authorization: the user may not do this)"
         )),
-        408 | 429 | 498 | 499 | 500..=599 => StoreError::Unavailable(message),
-        _ => StoreError::Other(message),
+        408 | 429 | 498 | 499 | 500..=599 => SwiftError::Unavailable(message),
+        _ => SwiftError::Other(message),
     }
 }
 
 /// The store error for a refused authentication at `url` as `user`.
-pub fn auth_error(status: u16, url: &str, user: &str, body: &str) -> StoreError {
+pub fn auth_error(status: u16, url: &str, user: &str, body: &str) -> SwiftError {
     let said = server_message(body);
     let message = format!("authentication as {user} at {url} answered {status}: {said}");
     let message = message.trim_end_matches([':', ' ']).to_owned();
     match status {
-        401 => StoreError::AccessDenied(format!("{message} (wrong user or key)")),
-        403 => StoreError::AccessDenied(format!("{message} (the user may not have a token)")),
-        408 | 429 | 500..=599 => StoreError::Unavailable(message),
-        _ => StoreError::Other(message),
+        401 => SwiftError::AccessDenied(format!("{message} (wrong user or key)")),
+        403 => SwiftError::AccessDenied(format!("{message} (the user may not have a token)")),
+        408 | 429 | 500..=599 => SwiftError::Unavailable(message),
+        _ => SwiftError::Other(message),
     }
 }
 
@@ -675,6 +713,23 @@ mod tests {
         assert_eq!(parse_iso8601("2026-11-22"), None);
     }
 
+    /// Found by fuzzing: a Keystone answer's `expires_at` with a huge year or a huge negative
+    /// field overflowed the day and second arithmetic (a panic, so a trap of the driver).
+    #[test]
+    fn iso8601_refuses_what_would_overflow() {
+        for s in [
+            "9223372036854775807-01-01T00:00:00Z",
+            "99999999999-01-01T00:00:00Z",
+            "-9223372036854775808-03-01T00:00:00Z",
+            "2026-01-01T00:-9223372036854775808:00Z",
+            "2026-01-01T-9223372036854775808:00:00Z",
+            "2026-01-01T00:00:-9223372036854775808Z",
+        ] {
+            assert_eq!(parse_iso8601(s), None, "{s}");
+        }
+        assert_eq!(parse_iso8601("9999-12-31T23:59:59Z"), Some(253_402_300_799));
+    }
+
     #[test]
     fn slo_delete_answers() {
         let ok = br#" {"Response Status": "200 OK", "Response Body": "", "Number Deleted": 4,
@@ -728,35 +783,35 @@ mod tests {
     #[test]
     fn statuses_map_to_store_errors() {
         let what = format!("PUT glance/{ID}");
-        assert!(matches!(swift_error(404, &what, ""), StoreError::NotFound));
+        assert!(matches!(swift_error(404, &what, ""), SwiftError::NotFound));
         match swift_error(401, &what, "<h1>Unauthorized</h1>") {
-            StoreError::AccessDenied(m) => {
+            SwiftError::AccessDenied(m) => {
                 assert!(m.contains("401") && m.contains("authentication") && m.contains(ID))
             }
             e => panic!("{e:?}"),
         }
         match swift_error(403, &what, "<h1>Forbidden</h1>") {
-            StoreError::AccessDenied(m) => {
+            SwiftError::AccessDenied(m) => {
                 assert!(m.contains("403") && m.contains("authorization") && m.contains("Forbidden"))
             }
             e => panic!("{e:?}"),
         }
         match swift_error(503, &what, "<h1>Service Unavailable</h1>") {
-            StoreError::Unavailable(m) => assert!(m.contains("Service Unavailable")),
+            SwiftError::Unavailable(m) => assert!(m.contains("Service Unavailable")),
             e => panic!("{e:?}"),
         }
         assert!(matches!(
             swift_error(499, &what, ""),
-            StoreError::Unavailable(_)
+            SwiftError::Unavailable(_)
         ));
-        assert!(matches!(swift_error(413, &what, ""), StoreError::Other(_)));
+        assert!(matches!(swift_error(413, &what, ""), SwiftError::Other(_)));
         match auth_error(401, "http://k/v3/auth/tokens", "glance", "") {
-            StoreError::AccessDenied(m) => assert!(m.contains("glance") && m.contains("401")),
+            SwiftError::AccessDenied(m) => assert!(m.contains("glance") && m.contains("401")),
             e => panic!("{e:?}"),
         }
         assert!(matches!(
             auth_error(502, "u", "glance", ""),
-            StoreError::Unavailable(_)
+            SwiftError::Unavailable(_)
         ));
     }
 }
