@@ -638,8 +638,8 @@ mod tests {
         );
     }
 
-    /// Found by fuzzing: nesting was unbounded, so a policy file of 100 000 `(` or `not`
-    /// overflowed the parser's stack (an abort at start-up, or at a reload).
+    /// Found while writing the fuzz target: nesting was unbounded, so a policy file of
+    /// 100 000 `(` or `not` overflowed the parser's stack (an abort at start-up).
     #[test]
     fn nesting_is_bounded() {
         let deep = format!("{}role:a{}", "(".repeat(100_000), ")".repeat(100_000));

@@ -713,8 +713,9 @@ mod tests {
         assert_eq!(parse_iso8601("2026-11-22"), None);
     }
 
-    /// Found by fuzzing: a Keystone answer's `expires_at` with a huge year or a huge negative
-    /// field overflowed the day and second arithmetic (a panic, so a trap of the driver).
+    /// Found while writing the fuzz target: a Keystone answer's `expires_at` with a huge year
+    /// or a huge negative field overflowed the day and second arithmetic (a panic with
+    /// overflow checks, a wrapped, wrong expiry without).
     #[test]
     fn iso8601_refuses_what_would_overflow() {
         for s in [
