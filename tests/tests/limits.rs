@@ -516,3 +516,63 @@ async fn hostile_patch_documents_are_refused_cheaply() {
         started.elapsed()
     );
 }
+
+/// Sends a request head declaring `length` body bytes, then only `sent` of them, and reads
+/// what the server answers (waiting at most 20 s, while the rest of the body never comes).
+async fn declare_and_stall(url: &str, head: &str, length: u64, sent: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{head}\r\nHost: {addr}\r\nX-Project-Id: {ADMIN_PROJECT}\r\nX-Roles: admin,member,reader\r\n\
+         Accept: application/json\r\nContent-Length: {length}\r\n\r\n{}",
+        "[".repeat(sent)
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .expect("no answer within 20 s while the declared body never came")
+        .expect("read");
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_documents_are_refused_before_their_body() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let id = new_image(&admin).await;
+    let cases = [
+        format!("PATCH /v2/images/{id} HTTP/1.1\r\nContent-Type: {V21}"),
+        "POST /v2/images HTTP/1.1\r\nContent-Type: application/json".to_owned(),
+        format!("POST /v2/images/{id}/members HTTP/1.1\r\nContent-Type: application/json"),
+    ];
+    for head in &cases {
+        let answer = declare_and_stall(&server.url, head, 1 << 30, 10).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{head}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"413 Request Entity Too Large\"")
+                || answer.contains("\"code\":\"413 Payload Too Large\""),
+            "{answer}"
+        );
+    }
+    // At the cap the document is read (and refused for what it is, not for its size).
+    let answer = declare_and_stall(
+        &server.url,
+        &format!("PATCH /v2/images/{id} HTTP/1.1\r\nContent-Type: {V21}"),
+        2 * 1024 * 1024,
+        2 * 1024 * 1024,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Image data is not a document: an upload's declared length is not refused here (this
+    // one is refused for the image's missing formats).
+    let answer = declare_and_stall(
+        &server.url,
+        &format!("PUT /v2/images/{id}/file HTTP/1.1\r\nContent-Type: application/octet-stream\r\nConnection: close"),
+        3,
+        3,
+    )
+    .await;
+    assert!(!answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
