@@ -6,4 +6,5 @@
 # Exits non-zero when a target has a finding (written to --out, by default $TMPDIR/glass-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo run --quiet -p glass-fuzz -- "$@"
+# fuzz/corpus/<target>/ holds the inputs of past findings: they seed every run.
+exec cargo run --quiet -p glass-fuzz -- --corpus fuzz/corpus "$@"

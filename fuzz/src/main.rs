@@ -146,6 +146,8 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// A short deterministic run of every target, so that `cargo test` replays the first
@@ -161,8 +163,17 @@ mod tests {
             trace: false,
             slow: Duration::from_secs(10),
         };
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         for target in targets::all() {
-            let report = driver::fuzz(target.as_ref(), &settings, None);
+            // The inputs of past findings first: each must now pass.
+            if let Ok(entries) = std::fs::read_dir(corpus.join(target.name())) {
+                for entry in entries.flatten() {
+                    let input = std::fs::read(entry.path()).unwrap();
+                    let outcome = driver::replay(target.as_ref(), &input, settings.slow);
+                    assert!(outcome.is_ok(), "{}: {outcome:?}", entry.path().display());
+                }
+            }
+            let report = driver::fuzz(target.as_ref(), &settings, Some(&corpus));
             assert_eq!(report.execs, 1500, "{}", report.target);
             assert!(
                 report.findings.is_empty(),

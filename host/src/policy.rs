@@ -557,9 +557,14 @@ fn atom(word: &str) -> Result<Check, String> {
         "role" => Ok(Check::Role(match_.to_owned())),
         "rule" => Ok(Check::Rule(match_.to_owned())),
         "http" | "https" => Err(format!("{word:?}: remote checks are not supported")),
-        quoted if quoted.len() >= 2 && (quoted.starts_with('\'') || quoted.starts_with('"')) => {
+        quoted if quoted.starts_with(['\'', '"']) => {
+            // The quote is one byte; the literal ends with the same quote, or it is no literal.
+            let quote = &quoted[..1];
+            let value = quoted[1..]
+                .strip_suffix(quote)
+                .ok_or_else(|| format!("{word:?}: the literal does not end with {quote}"))?;
             Ok(Check::Literal {
-                value: quoted[1..quoted.len() - 1].to_owned(),
+                value: value.to_owned(),
                 key: key_of(match_)?,
             })
         }
@@ -669,6 +674,33 @@ mod tests {
         let text = serde_json::Value::Object(rules).to_string();
         let err = Policy::from_text(&text).unwrap_err();
         assert!(err.contains("more than"), "{err}");
+    }
+
+    /// Found by glass-fuzz (policy target): a literal that opened with a quote and ended
+    /// with a multi-byte character made the parser slice inside it (a panic), and one that
+    /// ended with another character lost it (the rule rendered back did not parse).
+    #[test]
+    fn literals_need_their_closing_quote() {
+        for text in [
+            "\"rolé:%(k\")s",
+            "'public'é:%(visibility)s",
+            "'a'b:%(k)s",
+            "'x\":%(k)s",
+        ] {
+            assert!(
+                parse(text).unwrap_err().contains("does not end with"),
+                "{text}"
+            );
+        }
+        let check = parse("\"a'b'\":%(k)s").unwrap();
+        assert_eq!(
+            check,
+            Check::Literal {
+                value: "a'b'".into(),
+                key: "k".into()
+            }
+        );
+        assert_eq!(parse(&check.to_string()).unwrap(), check);
     }
 
     #[test]
