@@ -9,6 +9,7 @@
 //! empty string (always).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 
 use crate::error::ApiError;
@@ -44,9 +45,16 @@ impl Target {
     }
 }
 
-/// One parsed check expression.
+/// Deepest nesting of parentheses and `not` a rule may have: the parser and the evaluator
+/// recurse on it, so a policy file must not choose their stack depth.
+pub const MAX_NESTING: usize = 64;
+/// Most checks a rule may amount to with every `rule:` it names written out: a file whose
+/// rules name each other several times per level would take exponential time per request.
+pub const MAX_EXPANDED_CHECKS: u64 = 100_000;
+
+/// One parsed check expression; [`fmt::Display`] writes it back in the rule language.
 #[derive(Debug, Clone, PartialEq)]
-enum Check {
+pub enum Check {
     Always,
     Never,
     Role(String),
@@ -198,31 +206,78 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("policy_file {}: {e}", path.display()))?;
-        let overrides = parse_policy_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Policy::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The defaults with the rules of a policy file's text replacing theirs.
+    pub fn from_text(text: &str) -> Result<Policy, String> {
+        let overrides = parse_policy_file(text)?;
         let mut policy = Policy::default();
         for (name, text) in overrides {
-            let check =
-                parse(&text).map_err(|e| format!("{}: rule {name:?}: {e}", path.display()))?;
+            let check = parse(&text).map_err(|e| format!("rule {name:?}: {e}"))?;
             policy.rules.insert(name, check);
         }
         policy.check_references()?;
         Ok(policy)
     }
 
+    /// Every `rule:` names a rule, no rule refers to itself (directly or not), and no rule
+    /// expands to more than [`MAX_EXPANDED_CHECKS`] checks.
     fn check_references(&self) -> Result<(), String> {
-        fn walk(check: &Check, rules: &HashMap<String, Check>) -> Result<(), String> {
-            match check {
-                Check::Rule(name) if !rules.contains_key(name) => {
-                    Err(format!("rule:{name} names no rule"))
+        /// Checks in `check` with its rules written out; `path` holds the rules being expanded.
+        fn size(
+            check: &Check,
+            policy: &Policy,
+            sizes: &mut HashMap<String, u64>,
+            path: &mut Vec<String>,
+        ) -> Result<u64, String> {
+            Ok(match check {
+                Check::Rule(name) => {
+                    if let Some(n) = sizes.get(name) {
+                        return Ok(*n);
+                    }
+                    if path.contains(name) {
+                        return Err(format!("rule:{name} refers to itself"));
+                    }
+                    let rule = policy
+                        .rules
+                        .get(name)
+                        .ok_or_else(|| format!("rule:{name} names no rule"))?;
+                    path.push(name.clone());
+                    let n = size(rule, policy, sizes, path)?.saturating_add(1);
+                    path.pop();
+                    if n > MAX_EXPANDED_CHECKS {
+                        return Err(format!(
+                            "rule:{name} amounts to more than {MAX_EXPANDED_CHECKS} checks"
+                        ));
+                    }
+                    sizes.insert(name.clone(), n);
+                    n
                 }
-                Check::Not(c) => walk(c, rules),
-                Check::And(cs) | Check::Or(cs) => cs.iter().try_for_each(|c| walk(c, rules)),
-                _ => Ok(()),
-            }
+                Check::Not(c) => size(c, policy, sizes, path)?.saturating_add(1),
+                Check::And(cs) | Check::Or(cs) => {
+                    let mut n: u64 = 1;
+                    for c in cs {
+                        n = n.saturating_add(size(c, policy, sizes, path)?);
+                    }
+                    n
+                }
+                _ => 1,
+            })
         }
-        self.rules
-            .values()
-            .try_for_each(|check| walk(check, &self.rules))
+        let mut sizes = HashMap::new();
+        let mut names: Vec<&String> = self.rules.keys().collect();
+        names.sort();
+        for name in names {
+            size(
+                &Check::Rule(name.clone()),
+                self,
+                &mut sizes,
+                &mut Vec::new(),
+            )
+            .map_err(|e| format!("rule {name:?}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Does rule `name` allow `who` to act on `target`? An unknown rule allows nothing.
@@ -324,12 +379,16 @@ fn parse_policy_file(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Parses one check expression.
-fn parse(text: &str) -> Result<Check, String> {
+pub fn parse(text: &str) -> Result<Check, String> {
     let tokens = tokenize(text)?;
     if tokens.is_empty() {
         return Ok(Check::Always);
     }
-    let mut parser = Parser { tokens, at: 0 };
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        depth: 0,
+    };
     let check = parser.or()?;
     if parser.at != parser.tokens.len() {
         return Err(format!("unexpected {:?}", parser.tokens[parser.at]));
@@ -383,6 +442,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Open parentheses and `not`s around the current token.
+    depth: usize,
 }
 
 impl Parser {
@@ -419,19 +480,60 @@ impl Parser {
     fn unary(&mut self) -> Result<Check, String> {
         let token = self.tokens.get(self.at).cloned();
         self.at += 1;
+        if matches!(token, Some(Token::Not | Token::Open)) {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(format!(
+                    "nested deeper than {MAX_NESTING} parentheses or `not`s"
+                ));
+            }
+        }
         match token {
-            Some(Token::Not) => Ok(Check::Not(Box::new(self.unary()?))),
+            Some(Token::Not) => {
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Check::Not(Box::new(inner)))
+            }
             Some(Token::Open) => {
                 let inner = self.or()?;
                 if !self.next_is(&Token::Close) {
                     return Err("missing )".into());
                 }
                 self.at += 1;
+                self.depth -= 1;
                 Ok(inner)
             }
             Some(Token::Check(word)) => atom(&word),
             Some(other) => Err(format!("unexpected {other:?}")),
             None => Err("unexpected end of rule".into()),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    /// The rule language again: `and` and `or` groups in parentheses, literals in single
+    /// quotes, so that parsing the text gives the same check.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = |f: &mut fmt::Formatter<'_>, cs: &[Check], op: &str| {
+            f.write_str("(")?;
+            for (i, c) in cs.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {op} ")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Check::Always => f.write_str("@"),
+            Check::Never => f.write_str("!"),
+            Check::Role(role) => write!(f, "role:{role}"),
+            Check::Rule(rule) => write!(f, "rule:{rule}"),
+            Check::Credential { credential, key } => write!(f, "{credential}:%({key})s"),
+            Check::Literal { value, key } => write!(f, "'{value}':%({key})s"),
+            Check::Not(c) => write!(f, "not {c}"),
+            Check::And(cs) => group(f, cs, "and"),
+            Check::Or(cs) => group(f, cs, "or"),
         }
     }
 }
@@ -455,9 +557,14 @@ fn atom(word: &str) -> Result<Check, String> {
         "role" => Ok(Check::Role(match_.to_owned())),
         "rule" => Ok(Check::Rule(match_.to_owned())),
         "http" | "https" => Err(format!("{word:?}: remote checks are not supported")),
-        quoted if quoted.len() >= 2 && (quoted.starts_with('\'') || quoted.starts_with('"')) => {
+        quoted if quoted.starts_with(['\'', '"']) => {
+            // The quote is one byte; the literal ends with the same quote, or it is no literal.
+            let quote = &quoted[..1];
+            let value = quoted[1..]
+                .strip_suffix(quote)
+                .ok_or_else(|| format!("{word:?}: the literal does not end with {quote}"))?;
             Ok(Check::Literal {
-                value: quoted[1..quoted.len() - 1].to_owned(),
+                value: value.to_owned(),
                 key: key_of(match_)?,
             })
         }
@@ -534,6 +641,76 @@ mod tests {
                 key: "visibility".into()
             }
         );
+    }
+
+    /// Found while writing the fuzz target: nesting was unbounded, so a policy file of
+    /// 100 000 `(` or `not` overflowed the parser's stack (an abort at start-up).
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}role:a{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep).unwrap_err().contains("nested deeper"));
+        let nots = format!("{}role:a", "not ".repeat(100_000));
+        assert!(parse(&nots).unwrap_err().contains("nested deeper"));
+        let ok = format!(
+            "{}role:a{}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert_eq!(parse(&ok).unwrap(), Check::Role("a".into()));
+    }
+
+    /// A rule naming itself, and rules that name the next one many times per level (2^40
+    /// checks per request), are refused when the file is read.
+    #[test]
+    fn cycles_and_exponential_rules_are_refused() {
+        let err = Policy::from_text(r#"{"a": "rule:b", "b": "role:x or rule:a"}"#).unwrap_err();
+        assert!(err.contains("refers to itself"), "{err}");
+        let mut rules = serde_json::Map::new();
+        for level in 0..40 {
+            let next = format!("rule:r{}", level + 1);
+            rules.insert(format!("r{level}"), format!("{next} or {next}").into());
+        }
+        rules.insert("r40".into(), "role:x".into());
+        let text = serde_json::Value::Object(rules).to_string();
+        let err = Policy::from_text(&text).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
+    }
+
+    /// Found by glass-fuzz (policy target): a literal that opened with a quote and ended
+    /// with a multi-byte character made the parser slice inside it (a panic), and one that
+    /// ended with another character lost it (the rule rendered back did not parse).
+    #[test]
+    fn literals_need_their_closing_quote() {
+        for text in [
+            "\"rolé:%(k\")s",
+            "'public'é:%(visibility)s",
+            "'a'b:%(k)s",
+            "'x\":%(k)s",
+        ] {
+            assert!(
+                parse(text).unwrap_err().contains("does not end with"),
+                "{text}"
+            );
+        }
+        let check = parse("\"a'b'\":%(k)s").unwrap();
+        assert_eq!(
+            check,
+            Check::Literal {
+                value: "a'b'".into(),
+                key: "k".into()
+            }
+        );
+        assert_eq!(parse(&check.to_string()).unwrap(), check);
+    }
+
+    #[test]
+    fn rules_render_back_to_themselves() {
+        for (_, text) in DEFAULT_RULES {
+            let check = parse(text).unwrap();
+            assert_eq!(parse(&check.to_string()).unwrap(), check, "{text}");
+        }
+        let check = parse(r#"not ("a'b'":%(k)s or @) and !"#).unwrap();
+        assert_eq!(parse(&check.to_string()).unwrap(), check);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the fallbacks that answer unknown routes (404) and wrong methods (405) in Glance's shape.
 
 pub mod audit;
+pub mod body_limit;
 pub mod deleted_images;
 pub mod plugins;
 pub mod v2;
@@ -166,6 +167,7 @@ pub fn router(state: AppState) -> Router {
             state,
             crate::keystone::authenticate,
         ))
+        .layer(middleware::from_fn(body_limit::refuse_declared_oversize))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn(request_id))
 }

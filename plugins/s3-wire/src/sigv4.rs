@@ -87,7 +87,8 @@ pub fn authorization(s: &Signing) -> String {
         signed_headers,
         s.payload_hash
     );
-    let date = &s.amz_date[..8];
+    // `YYYYMMDD` of `YYYYMMDDTHHMMSSZ` (all of it if it is shorter: never a panic).
+    let date = s.amz_date.get(..8).unwrap_or(s.amz_date);
     let scope = format!("{date}/{}/s3/aws4_request", s.region);
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",

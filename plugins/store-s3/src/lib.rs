@@ -327,14 +327,7 @@ impl Config {
         if size.is_some() {
             expect_end(data, total)?;
         }
-        let mut xml = String::from("<CompleteMultipartUpload>");
-        for (i, tag) in etags.iter().enumerate() {
-            xml.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{tag}</ETag></Part>",
-                i + 1
-            ));
-        }
-        xml.push_str("</CompleteMultipartUpload>");
+        let xml = s3_wire::xml::complete_multipart_upload(&etags);
         let r = self.send(
             Method::Post,
             Some(key),

@@ -114,12 +114,14 @@ pub fn check_quotas(state: &AppState, image: &Image) -> Result<(), ApiError> {
     if image.tags.len() > config.image_tag_quota {
         return Err(over("tags", image.tags.len(), config.image_tag_quota));
     }
-    if image.properties.len() > config.image_property_quota {
-        return Err(over(
-            "properties",
-            image.properties.len(),
-            config.image_property_quota,
-        ));
+    // Glance does not count its own `os_glance_*` properties (the import lock, …).
+    let properties = image
+        .properties
+        .keys()
+        .filter(|k| !k.starts_with("os_glance"))
+        .count();
+    if properties > config.image_property_quota {
+        return Err(over("properties", properties, config.image_property_quota));
     }
     Ok(())
 }

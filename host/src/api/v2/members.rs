@@ -43,6 +43,10 @@ fn forbidden(msg: String) -> ApiError {
     ApiError::Forbidden(msg)
 }
 
+/// Longest member (project) id, in characters: Glance's `image_members.member` column is
+/// `String(255)`.
+pub const MAX_MEMBER_ID: usize = 255;
+
 /// The one field of a member request body, with Glance's messages for each way it is wrong.
 fn body_field(body: &Bytes, field: &str) -> Result<String, ApiError> {
     let bad = |m: &str| ApiError::BadRequest(m.to_string());
@@ -68,8 +72,14 @@ fn body_field(body: &Bytes, field: &str) -> Result<String, ApiError> {
     match map.get(field) {
         None => Err(bad(missing)),
         Some(Value::String(s)) if s.is_empty() => Err(bad(empty)),
+        Some(Value::String(s)) if field == "member" && s.chars().count() > MAX_MEMBER_ID => {
+            Err(ApiError::BadRequest(format!(
+                "Member id should not be greater than {MAX_MEMBER_ID} characters."
+            )))
+        }
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Ok(other.to_string()),
+        // A number or an object is no project id (Glance would store its Python repr).
+        Some(_) => Err(bad(shape)),
     }
 }
 
@@ -113,7 +123,7 @@ pub async fn create(
     let count = state.registry.list_members(id).await?.len();
     if count >= state.config.image_member_quota {
         return Err(ApiError::PayloadTooLarge(format!(
-            "The limit has been exceeded on the number of allowed image members for this image. Attempted: {}, Maximum: {}",
+            "Image member limit exceeded for image {id}: The limit has been exceeded on the number of allowed image members for this image. Attempted: {}, Maximum: {}:",
             count + 1,
             state.config.image_member_quota
         )));

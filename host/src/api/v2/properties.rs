@@ -42,6 +42,16 @@ pub const READ_ONLY: [&str; 14] = [
 /// Attributes nobody may write at all.
 pub const RESERVED: [&str; 3] = ["deleted", "deleted_at", "location"];
 
+/// Longest extra-property name, in characters (Glance refuses longer names on create; its
+/// `image_properties.name` column is `String(255)`).
+pub const MAX_PROPERTY_NAME: usize = 255;
+/// Longest extra-property value, in bytes: Glance's schema only says "string", its
+/// `image_properties.value` column is `Text`, which MySQL (Glance's production database)
+/// caps at 65 535 bytes.
+pub const MAX_PROPERTY_VALUE: usize = 65_535;
+/// Longest tag, in characters (the image schema's `tags.items.maxLength`).
+pub const MAX_TAG: usize = 255;
+
 /// Extra properties the image schema types more narrowly than "string".
 const UUID_PROPERTIES: [&str; 2] = ["kernel_id", "ramdisk_id"];
 
@@ -154,8 +164,18 @@ pub fn tags(v: &Value) -> Result<Vec<String>, ApiError> {
 }
 
 pub fn tag(s: &str) -> Result<(), ApiError> {
-    if s.chars().count() > 255 {
+    if s.chars().count() > MAX_TAG {
         return Err(schema_error(format!("'{s}' is too long")));
+    }
+    Ok(())
+}
+
+/// Refuses an extra-property name longer than Glance allows, with Glance's message.
+pub fn property_name(name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_PROPERTY_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "Custom property should not be greater than {MAX_PROPERTY_NAME} characters."
+        )));
     }
     Ok(())
 }
@@ -218,8 +238,12 @@ pub fn set(image: &mut Image, name: &str, v: &Value, caller: &Identity) -> Resul
                     "'{s}' does not match the UUID pattern (attribute '{extra}')"
                 )));
             }
-            if extra.len() > 255 {
-                return Err(schema_error(format!("'{extra}' is too long")));
+            property_name(extra)?;
+            if s.len() > MAX_PROPERTY_VALUE {
+                return Err(schema_error(format!(
+                    "the value of '{extra}' is too long ({} bytes, at most {MAX_PROPERTY_VALUE})",
+                    s.len()
+                )));
             }
             image.properties.insert(extra.to_string(), s.clone());
         }

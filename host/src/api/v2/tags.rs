@@ -20,6 +20,14 @@ pub async fn add(
     modify_image(&state, &who, id, |image| {
         check_image_rule(&state, &who, image, "modify_image")?;
         image.tags.insert(tag.clone());
+        let maximum = state.config.image_tag_quota;
+        if image.tags.len() > maximum {
+            // Glance's message on this route wraps the quota's own.
+            return Err(ApiError::PayloadTooLarge(format!(
+                "Image tag limit exceeded for image {id}: The limit has been exceeded on the number of allowed image tags. Attempted: {}, Maximum: {maximum}:",
+                image.tags.len()
+            )));
+        }
         check_quotas(&state, image)
     })
     .await?;
