@@ -397,11 +397,13 @@ fn text_verdict(text: &[u8]) -> Verdict {
         .take(4)
         .map(|l| format!("{l:.120}"))
         .collect();
+    let create_type = qemu_create_type(text);
     let mut violations = vec![violation(
         "descriptor",
         format!(
-            "a VMDK text descriptor is not allowed: the disk's data lives in the files its \
-             extents name ({})",
+            "a VMDK text descriptor (createType {}) is not allowed: the disk's data lives in \
+             the files its extents name ({})",
+            create_type.as_deref().unwrap_or("unknown"),
             if extents.is_empty() {
                 "none given".to_string()
             } else {
@@ -418,7 +420,7 @@ fn text_verdict(text: &[u8]) -> Verdict {
     Verdict::Yes(Detected {
         format: "vmdk",
         virtual_size: None,
-        subformat: qemu_create_type(text),
+        subformat: create_type,
         violations,
     })
 }
