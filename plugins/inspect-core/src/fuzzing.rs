@@ -18,7 +18,7 @@ pub const CLAIMED: &[&str] = &[
     "raw", "qcow2", "qed", "vhd", "vhdx", "vmdk", "vdi", "iso", "gpt", "luks", "ami",
 ];
 /// Longest stream an input describes.
-pub const STREAM_MAX: u64 = 8 << 20;
+pub const STREAM_MAX: u64 = 4 << 20;
 /// Most memory one inspection may hold at once.
 pub const MEMORY_MAX: usize = 4 << 20;
 /// Bytes the component asks of its input stream at a time.

@@ -84,6 +84,10 @@ trait Inspector {
     /// Feeds a chunk starting at `pos`.
     fn feed(&mut self, pos: u64, chunk: &[u8]);
     fn verdict(&self) -> Verdict;
+    /// Still undecided (what `verdict` says, without building it).
+    fn pending(&self) -> bool {
+        self.verdict() == Verdict::Pending
+    }
     /// The inspector needs the end of the stream even though it has decided.
     fn needs_end(&self) -> bool {
         false
@@ -127,7 +131,7 @@ impl Inspection {
     /// The next chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         for i in &mut self.inspectors {
-            if i.verdict() == Verdict::Pending || i.needs_end() {
+            if i.pending() || i.needs_end() {
                 i.feed(self.pos, chunk);
             }
         }
@@ -148,7 +152,7 @@ impl Inspection {
             || self
                 .inspectors
                 .iter()
-                .all(|i| i.verdict() != Verdict::Pending && !i.needs_end())
+                .all(|i| !i.pending() && !i.needs_end())
     }
 
     pub fn report(&self) -> Report {

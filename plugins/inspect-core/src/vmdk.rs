@@ -338,6 +338,10 @@ impl Inspector for Vmdk {
     fn verdict(&self) -> Verdict {
         self.decided.clone().unwrap_or(Verdict::Pending)
     }
+
+    fn pending(&self) -> bool {
+        self.decided.is_none()
+    }
 }
 
 /// Whether `hay` contains `needle`, ignoring ASCII case; how many times.
