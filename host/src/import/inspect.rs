@@ -42,6 +42,7 @@ pub struct InspectSession {
 pub struct Policy {
     pub require_match: bool,
     pub gpt_nonfatal: Vec<String>,
+    pub vmdk_allowed: Vec<String>,
 }
 
 impl Policy {
@@ -49,6 +50,7 @@ impl Policy {
         Policy {
             require_match: config.image_format.require_image_format_match,
             gpt_nonfatal: config.image_format.gpt_safety_checks_nonfatal.clone(),
+            vmdk_allowed: config.image_format.vmdk_allowed_types.clone(),
         }
     }
 }
@@ -190,6 +192,15 @@ pub fn judge(
         }
         for v in &d.violations {
             tracing::warn!(check = %v.check, message = %v.message, "non-fatal gpt safety check");
+        }
+        if d.format == "vmdk" {
+            let kind = d.subformat.as_deref().unwrap_or("unknown");
+            if !policy.vmdk_allowed.iter().any(|a| a == kind) {
+                return Err(ApiError::BadRequest(format!(
+                    "Image failed safety checks: VMDK createType {kind} is not in \
+                     vmdk_allowed_types"
+                )));
+            }
         }
     }
     let detected = chosen.map_or("raw", |d| d.format.as_str());

@@ -336,3 +336,48 @@ fn luks_is_detected() {
     assert!(r.matches.is_empty());
     assert_eq!(r.malformed[0].check, "luks");
 }
+
+/// The fuzz seeds (qemu-img images, encoded sparse) decode to what they were made from.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn fuzz_seeds_decode_to_their_images() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz-seeds");
+    // (seed, format found or "" for none, first violation or "")
+    let expected = [
+        ("a-qcow2", "qcow2", ""),
+        ("v2-qcow2", "qcow2", ""),
+        ("backed-qcow2", "qcow2", "backing-file"),
+        ("df-qcow2", "qcow2", "data-file"),
+        ("s-vmdk", "vmdk", ""),
+        ("so-vmdk", "vmdk", ""),
+        ("sofooter-vmdk", "vmdk", ""),
+        ("flat-vmdk", "vmdk", "descriptor"),
+        ("v-vhd", "vhd", ""),
+        ("v-vhdx", "vhdx", ""),
+        ("v-vdi", "vdi", ""),
+        ("v-qed", "qed", "banned"),
+        ("l8-luks", "luks", ""),
+        ("l2-luks", "luks", "version"),
+        ("h-iso", "iso", ""),
+        ("mbr-raw", "gpt", ""),
+        ("gpt-raw", "gpt", ""),
+        ("r-raw", "", ""),
+    ];
+    for (name, format, check) in expected {
+        let data = std::fs::read(format!("{dir}/{name}.seed")).unwrap();
+        fuzzing::check(&data);
+        let input = fuzzing::decode(&data);
+        let r = inspect_as(&input.bytes(), input.claimed, 65536);
+        let found: Vec<&str> = r.matches.iter().map(|d| d.format).collect();
+        if format.is_empty() {
+            assert!(found.is_empty(), "{name}: {r:?}");
+            continue;
+        }
+        assert_eq!(found, [format], "{name}: {r:?}");
+        let first = r.matches[0]
+            .violations
+            .first()
+            .map_or("", |v| v.check.as_str());
+        assert_eq!(first, check, "{name}: {r:?}");
+    }
+}
