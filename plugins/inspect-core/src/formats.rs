@@ -266,7 +266,11 @@ impl Vhdx {
             if e[0..16] == want {
                 let offset = le64(e, 16);
                 let len = (le32(e, 24) as usize).clamp(32, VHDX_TABLE_MAX);
-                self.metadata = Some(Region::new(offset, len));
+                let from = self.regions.offset + self.regions.len as u64;
+                self.metadata = Region::after(offset, len, from, &[&self.regions]);
+                if self.metadata.is_none() {
+                    self.broken = Some("vhdx metadata table lies before the region table".into());
+                }
                 return;
             }
         }
@@ -276,6 +280,7 @@ impl Vhdx {
     /// After the metadata table: where the virtual size is; whether there is a parent.
     fn find_size(&mut self) {
         let Some(meta) = &self.metadata else { return };
+        let from = meta.offset.saturating_add(meta.len as u64);
         let t = &meta.data;
         if &t[0..8] != b"metadata" {
             self.broken = Some("vhdx metadata table signature not found".into());
@@ -294,8 +299,15 @@ impl Vhdx {
                 self.parent = true;
             }
             if e[0..16] == size_guid && self.size_item.is_none() {
-                let offset = le32(e, 16) as u64;
-                self.size_item = Some(Region::new(meta.offset.saturating_add(offset), 8));
+                let offset = meta.offset.saturating_add(le32(e, 16) as u64);
+                match Region::after(offset, 8, from, &[&self.regions, meta]) {
+                    Some(item) => self.size_item = Some(item),
+                    None => {
+                        self.broken =
+                            Some("vhdx virtual size item lies before the metadata table".into());
+                        return;
+                    }
+                }
             }
         }
         if self.size_item.is_none() {
@@ -321,8 +333,8 @@ impl Inspector for Vhdx {
         if self.regions.complete() && self.metadata.is_none() {
             self.find_metadata();
         }
-        // A table that lies before the point the stream has reached cannot be read (a
-        // well-formed VHDX puts it after the headers): `missed` below.
+        // A table that lies before the point the stream has reached is read from what was
+        // captured or not at all (`Region::after`), so chunking does not matter.
         if let Some(m) = &mut self.metadata {
             m.feed(pos, chunk);
         }
@@ -331,18 +343,6 @@ impl Inspector for Vhdx {
         }
         if let Some(s) = &mut self.size_item {
             s.feed(pos, chunk);
-        }
-        if let Some(m) = &self.metadata
-            && m.missed(pos + chunk.len() as u64)
-            && !m.complete()
-        {
-            self.broken = Some("vhdx metadata table lies before the region table".into());
-        }
-        if let Some(s) = &self.size_item
-            && s.missed(pos + chunk.len() as u64)
-            && !s.complete()
-        {
-            self.broken = Some("vhdx virtual size item lies before the metadata table".into());
         }
     }
 

@@ -37,10 +37,23 @@ impl Region {
         self.data.len() == self.len
     }
 
-    /// The stream has passed the region without filling it (it began before the region was
-    /// asked for).
-    pub(crate) fn missed(&self, pos: u64) -> bool {
-        self.data.is_empty() && pos > self.offset
+    /// A region named by data read at stream offsets up to `from` (a table): its bytes come
+    /// from the `captured` regions where they cover it, and from the stream at `from` on.
+    /// None when part of it lies before `from` outside what was captured: it cannot be
+    /// read, whatever the chunking (a byte before `from` may already have gone by).
+    pub(crate) fn after(offset: u64, len: usize, from: u64, captured: &[&Region]) -> Option<Self> {
+        let mut r = Region::new(offset, len);
+        for c in captured {
+            let want = offset.saturating_add(r.data.len() as u64);
+            let c_end = c.offset.saturating_add(c.data.len() as u64);
+            if want >= c.offset && want < c_end {
+                let at = (want - c.offset) as usize;
+                let take = (len - r.data.len()).min(c.data.len() - at);
+                r.data.extend_from_slice(&c.data[at..at + take]);
+            }
+        }
+        let want = offset.saturating_add(r.data.len() as u64);
+        (r.complete() || want >= from).then_some(r)
     }
 }
 

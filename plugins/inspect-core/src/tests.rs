@@ -381,3 +381,14 @@ fn fuzz_seeds_decode_to_their_images() {
         assert_eq!(first, check, "{name}: {r:?}");
     }
 }
+
+/// Every seed, and every input the fuzzer ever failed on (`regression-*.seed`), passes the
+/// fuzz target.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn fuzz_seeds_and_regressions_pass_the_target() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz-seeds");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        fuzzing::check(&std::fs::read(entry.unwrap().path()).unwrap());
+    }
+}
