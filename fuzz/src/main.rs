@@ -1,7 +1,7 @@
 //! `glass-fuzz`: fuzzes the host's parsers (JSON patch, list queries, policy rules) and the
 //! plugins' wire crates (`s3-wire`, `swift-wire`) with a mutation driver that needs only
 //! stable Rust. `glass-fuzz --seconds 8` runs every target for 8 seconds (the bounded run of
-//! `fuzz/run.sh`); `glass-fuzz --seconds 3600 policy` is a long run of one target;
+//! `scripts/fuzz`); `glass-fuzz --seconds 3600 policy` is a long run of one target;
 //! `glass-fuzz --replay FILE policy` runs one saved input.
 
 mod alloc;

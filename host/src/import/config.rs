@@ -210,6 +210,9 @@ pub struct ImageFormatConfig {
     /// GPT/MBR safety checks that only warn (Glance's `gpt_safety_checks_nonfatal`: `mbr`,
     /// `gptmbr`).
     pub gpt_safety_checks_nonfatal: Vec<String>,
+    /// The VMDK createTypes accepted (Glance's `vmdk_allowed_types`; empty: no VMDK at all).
+    /// The inspector refuses every type but the two single-file ones anyway.
+    pub vmdk_allowed_types: Vec<String>,
     /// Memory cap of the inspector component, in MiB.
     pub inspector_memory_mb: usize,
     /// How long the inspector may compute without reading a byte, in milliseconds.
@@ -222,6 +225,7 @@ impl Default for ImageFormatConfig {
             inspect: true,
             require_image_format_match: true,
             gpt_safety_checks_nonfatal: Vec::new(),
+            vmdk_allowed_types: vec!["streamOptimized".into(), "monolithicSparse".into()],
             inspector_memory_mb: 32,
             inspector_deadline_ms: 2000,
         }

@@ -4,7 +4,9 @@
 //! bytes inside the sandbox, streaming, and usually answers after a few KiB. The host then
 //! applies Glance's policy ([`judge`]): the content must match `disk_format` (unless
 //! `require_image_format_match` is off; formats the inspector does not know, such as `ami`,
-//! pass as long as the content is not a known format) and pass the detected format's
+//! pass as long as the content is not a known format; unlike Glance, data claimed `raw` that
+//! is another format — a qcow2, a VMDK, LUKS — is a mismatch too, only a partitioned disk
+//! passes as raw) and pass the detected format's
 //! safety checks (always: unlike Glance, also when a mismatch is tolerated, and when the
 //! inspector itself fails). The verdict's virtual size goes on the image. A refusal is a 400
 //! naming what is wrong, known as soon as the inspector has answered: the caller stops the
@@ -15,13 +17,13 @@ use glass_registry::Image;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::runtime::{InspectFeed, InspectReport, InspectResult};
+use crate::runtime::{InspectDetected as Detected, InspectFeed, InspectReport, InspectResult};
 use crate::state::AppState;
 
 /// The formats the inspector recognises: a `disk_format` outside this list (ami, aki, ari,
-/// ploop, luks, …) is not inspectable, and raw-looking content is fine for it.
+/// ploop, …) is not inspectable, and raw-looking content is fine for it.
 const INSPECTABLE: &[&str] = &[
-    "raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt",
+    "raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt", "luks",
 ];
 
 /// A running inspection of one stream.
@@ -40,6 +42,7 @@ pub struct InspectSession {
 pub struct Policy {
     pub require_match: bool,
     pub gpt_nonfatal: Vec<String>,
+    pub vmdk_allowed: Vec<String>,
 }
 
 impl Policy {
@@ -47,6 +50,7 @@ impl Policy {
         Policy {
             require_match: config.image_format.require_image_format_match,
             gpt_nonfatal: config.image_format.gpt_safety_checks_nonfatal.clone(),
+            vmdk_allowed: config.image_format.vmdk_allowed_types.clone(),
         }
     }
 }
@@ -164,6 +168,41 @@ pub fn judge(
             report.matches.first()
         }
     };
+    // Unsafe data is named as such first, whatever it was claimed to be; every format found
+    // is checked (but the GPT in front of an ISO).
+    let iso_with_gpt = names.len() == 2 && names.contains(&"iso") && names.contains(&"gpt");
+    let checked: Vec<&Detected> = if iso_with_gpt {
+        chosen.into_iter().collect()
+    } else {
+        report.matches.iter().collect()
+    };
+    for d in checked {
+        let fatal: Vec<String> = d
+            .violations
+            .iter()
+            .filter(|v| !(d.format == "gpt" && policy.gpt_nonfatal.contains(&v.check)))
+            .map(|v| format!("{} ({})", v.check, v.message))
+            .collect();
+        if !fatal.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "Image failed safety checks: {} {}",
+                d.format,
+                fatal.join(", ")
+            )));
+        }
+        for v in &d.violations {
+            tracing::warn!(check = %v.check, message = %v.message, "non-fatal gpt safety check");
+        }
+        if d.format == "vmdk" {
+            let kind = d.subformat.as_deref().unwrap_or("unknown");
+            if !policy.vmdk_allowed.iter().any(|a| a == kind) {
+                return Err(ApiError::BadRequest(format!(
+                    "Image failed safety checks: VMDK createType {kind} is not in \
+                     vmdk_allowed_types"
+                )));
+            }
+        }
+    }
     let detected = chosen.map_or("raw", |d| d.format.as_str());
     let mut virtual_size = None;
     if detected == disk_format {
@@ -173,8 +212,9 @@ pub fn judge(
         };
     } else if detected == "raw" && !INSPECTABLE.contains(&disk_format) {
         // ami, aki, ari, ploop, …: not inspectable, fine as long as nothing was recognised.
-    } else if disk_format == "raw" {
-        // Claimed raw, is something else: taken as raw bytes (its safety still checked).
+    } else if disk_format == "raw" && detected == "gpt" {
+        // A disk with a partition table is raw data (qemu probes it as raw; Glance's
+        // conversion takes gpt as raw).
         virtual_size = total;
     } else {
         let mut message =
@@ -192,23 +232,8 @@ pub fn judge(
             return Err(ApiError::BadRequest(message));
         }
         tracing::warn!(%message, "inspection: format mismatch tolerated");
-    }
-    if let Some(d) = chosen {
-        let fatal: Vec<String> = d
-            .violations
-            .iter()
-            .filter(|v| !(d.format == "gpt" && policy.gpt_nonfatal.contains(&v.check)))
-            .map(|v| format!("{} ({})", v.check, v.message))
-            .collect();
-        if !fatal.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "Image failed safety checks: {} {}",
-                d.format,
-                fatal.join(", ")
-            )));
-        }
-        for v in &d.violations {
-            tracing::warn!(check = %v.check, message = %v.message, "non-fatal gpt safety check");
+        if disk_format == "raw" {
+            virtual_size = total;
         }
     }
     Ok(virtual_size)

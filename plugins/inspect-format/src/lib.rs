@@ -1,11 +1,11 @@
 //! Glass's disk-image format inspector (`glass:inspect@0.1.0`, built in as
 //! `inspect-format`): reads the image from the host's `wasi:io` input-stream in chunks, as far
 //! as the formats need (usually a few KiB; to the end only for a streamOptimized VMDK's
-//! footer), feeding the streaming parsers of `formats`, and reports what it found. It keeps
-//! only the byte ranges the formats name, never the image.
+//! footer or claimed LUKS), feeding the streaming parsers of `inspect-core`, and reports what
+//! it found. It keeps only the byte ranges the formats name, never the image.
 
 pub mod decompress;
-pub mod formats;
+pub use inspect_core as formats;
 
 /// Bindings generated from `wit/glass-inspect@0.1.0` (wasm only: the parsers are tested
 /// natively); the export glue is `unsafe` code of wit-bindgen's making.
@@ -42,14 +42,14 @@ impl bindings::exports::glass::inspect::inspector::Guest for Inspector {
 
     fn inspect(
         data: bindings::wasi::io::streams::InputStream,
-        _claimed_format: String,
+        claimed_format: String,
     ) -> Result<
         bindings::exports::glass::inspect::inspector::Report,
         bindings::exports::glass::inspect::inspector::InspectError,
     > {
         use bindings::exports::glass::inspect::inspector as wit;
         use bindings::wasi::io::streams::StreamError;
-        let mut inspection = formats::Inspection::new();
+        let mut inspection = formats::Inspection::new(&claimed_format);
         while !inspection.done() {
             match data.blocking_read(READ_STEP) {
                 Ok(chunk) => inspection.feed(&chunk),
