@@ -460,3 +460,99 @@ pub fn remote_image(
         token,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_qemu_img() -> bool {
+        std::process::Command::new("qemu-img")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn limits() -> ConvertLimits {
+        ConvertLimits {
+            qemu_img: "qemu-img".into(),
+            memory_mb: 2048,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// A VMDK text descriptor whose extent is a sibling file: converted where it is staged,
+    /// qemu-img reads the sibling (another upload's data); converted alone, it cannot.
+    #[tokio::test]
+    async fn conversion_cannot_reach_a_sibling_staged_file() {
+        if !have_qemu_img() {
+            eprintln!("qemu-img missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret: Vec<u8> = b"another upload's staged data! ".repeat(200)[..4096].to_vec();
+        std::fs::write(dir.path().join("victim"), &secret).unwrap();
+        let descriptor = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+            createType=\"monolithicFlat\"\n\nRW 8 FLAT \"victim\" 0\n\n\
+            ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"1\"\n\
+            ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\n\
+            ddb.adapterType = \"ide\"\n";
+        let staged = dir.path().join("attacker");
+        std::fs::write(&staged, descriptor).unwrap();
+
+        // The attack is real: converted in place, the output is the victim's data.
+        let leaked = dir.path().join("leaked.raw");
+        let out = std::process::Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "vmdk", "-O", "raw"])
+            .arg(&staged)
+            .arg(&leaked)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let leaked = std::fs::read(&leaked).unwrap();
+        assert!(
+            leaked.windows(64).any(|w| w == &secret[..64]),
+            "the control conversion did not read the sibling ({} bytes)",
+            leaked.len()
+        );
+
+        // Alone in its private directory, the extent names nothing.
+        let work = dir.path().join("attacker.convert");
+        std::fs::create_dir(&work).unwrap();
+        let result = convert_alone(&limits(), &staged, &work, "vmdk", "raw").await;
+        let err = result.expect_err("the conversion must not find the sibling");
+        assert!(err.contains("qemu-img convert failed"), "{err}");
+        assert!(!work.join("converted").exists());
+        assert!(std::fs::read(dir.path().join("victim")).unwrap() == secret);
+    }
+
+    /// Raw output of a mostly empty image stays sparse.
+    #[tokio::test]
+    async fn raw_output_stays_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        if !have_qemu_img() {
+            eprintln!("qemu-img missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("img");
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&staged)
+            .arg("256M")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let work = dir.path().join("img.convert");
+        std::fs::create_dir(&work).unwrap();
+        let output = convert_alone(&limits(), &staged, &work, "qcow2", "raw")
+            .await
+            .unwrap();
+        let meta = std::fs::metadata(&output).unwrap();
+        assert_eq!(meta.len(), 256 << 20);
+        let allocated = meta.blocks() * 512;
+        assert!(
+            allocated < 4 << 20,
+            "{allocated} bytes allocated for 256 MiB of zeros"
+        );
+    }
+}
