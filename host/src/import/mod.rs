@@ -580,9 +580,6 @@ async fn clear_task_tags(state: &AppState, task: Uuid, image: Uuid) -> Result<()
     .map(|_| ())
 }
 
-/// Copies the staged file `location` into `store_id` through the upload pipeline (hashed,
-/// inspected against the image's disk_format), then records the copy (and the data
-/// attributes, if it is the first; active if `set_active`).
 /// Where a staged copy goes and what it makes of the image.
 struct Target<'a> {
     store_id: &'a str,
@@ -602,6 +599,9 @@ struct Record<'a> {
     formats: accept::Formats,
 }
 
+/// Copies the staged file `location` into `store_id` through `accept` (hashed, inspected
+/// against the image's formats), then records the copy (and the data attributes, if it is
+/// the first; active if `set_active`).
 async fn staged_to_store(
     state: &AppState,
     task: Uuid,
@@ -663,8 +663,8 @@ async fn current_image(state: &AppState, image: Uuid) -> Result<Image, Failure> 
 
 /// Records a copy just written: the first one sets the data attributes (and every later one
 /// must have the same digests); the image becomes active if `set_active`. If the record
-/// cannot be written (lock lost, image deleted, digests differ) the data is removed.
-
+/// cannot be written (lock lost, image deleted, formats or digests differ) the data is
+/// removed.
 async fn record_copy(
     state: &AppState,
     task: Uuid,
