@@ -15,6 +15,7 @@
 //! and puts the image back to `queued` (copy-image leaves it `active`). Start-up recovery of
 //! imports that died with the process is in `recovery`.
 
+pub mod accept;
 pub mod config;
 pub mod inspect;
 pub mod plugins;
@@ -39,6 +40,7 @@ use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::state::AppState;
 use crate::store::ImageStore;
+use accept::Formats;
 use staging::Staging;
 
 /// The image property holding the id of the task that owns the image's import.
@@ -578,9 +580,6 @@ async fn clear_task_tags(state: &AppState, task: Uuid, image: Uuid) -> Result<()
     .map(|_| ())
 }
 
-/// Copies the staged file `location` into `store_id` through the upload pipeline (hashed,
-/// inspected against the image's disk_format), then records the copy (and the data
-/// attributes, if it is the first; active if `set_active`).
 /// Where a staged copy goes and what it makes of the image.
 struct Target<'a> {
     store_id: &'a str,
@@ -590,6 +589,19 @@ struct Target<'a> {
     disk_format: Option<&'a str>,
 }
 
+/// What a recorded copy is: its store, whether it activates the image, its disk format
+/// after a conversion, and the image's formats when its data was inspected (checked again
+/// in the compare-and-swap that records it).
+struct Record<'a> {
+    store_id: &'a str,
+    set_active: bool,
+    disk_format: Option<&'a str>,
+    formats: accept::Formats,
+}
+
+/// Copies the staged file `location` into `store_id` through `accept` (hashed, inspected
+/// against the image's formats), then records the copy (and the data attributes, if it is
+/// the first; active if `set_active`).
 async fn staged_to_store(
     state: &AppState,
     task: Uuid,
@@ -613,15 +625,13 @@ async fn staged_to_store(
         .await
         .map_err(|e| format!("reading the staged data: {e}"))?;
     let mut current = current_image(state, image).await?;
+    let formats = accept::Formats::of(&current);
     if let Some(f) = target.disk_format {
         current.disk_format = Some(f.to_string());
     }
-    let inspect = inspect::session(state, &current)
-        .await
-        .map_err(|e| e.to_string())?;
-    let streamed = stream_into_store(
+    let (streamed, _) = accept::into_store(
         state,
-        image,
+        &current,
         store_id,
         &store,
         ReaderStream::with_capacity(reader, 64 * 1024),
@@ -630,7 +640,6 @@ async fn staged_to_store(
             content_length: None,
             cap: state.config.image_size_cap,
         },
-        inspect,
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -638,6 +647,7 @@ async fn staged_to_store(
         store_id,
         set_active: target.set_active,
         disk_format: target.disk_format,
+        formats,
     };
     record_copy(state, task, image, &store, streamed, record).await
 }
@@ -653,10 +663,8 @@ async fn current_image(state: &AppState, image: Uuid) -> Result<Image, Failure> 
 
 /// Records a copy just written: the first one sets the data attributes (and every later one
 /// must have the same digests); the image becomes active if `set_active`. If the record
-/// cannot be written (lock lost, image deleted, digests differ) the data is removed.
-/// What a recorded copy is: its store, whether it activates the image, its disk format.
-type Record<'a> = Target<'a>;
-
+/// cannot be written (lock lost, image deleted, formats or digests differ) the data is
+/// removed.
 async fn record_copy(
     state: &AppState,
     task: Uuid,
@@ -669,6 +677,7 @@ async fn record_copy(
         store_id,
         set_active,
         disk_format,
+        formats,
     } = record;
     let Streamed {
         stored,
@@ -684,6 +693,14 @@ async fn record_copy(
     let recorded = as_task(state, task, image, |img| {
         if img.status == ImageStatus::Deleted || img.status == ImageStatus::PendingDelete {
             return Err("Image has been deleted, aborting import.".into());
+        }
+        // After a conversion the first record already switched disk_format to the target.
+        let converted = Formats {
+            disk_format: disk_format.map(str::to_owned),
+            ..formats.clone()
+        };
+        if disk_format.is_none() || converted.still(img).is_err() {
+            formats.still(img)?;
         }
         match &img.os_hash_value {
             Some(existing) if img.size.is_some() => {
@@ -779,9 +796,9 @@ async fn copy_to_store(
                 continue;
             }
         };
-        let streamed = stream_into_store(
+        let streamed = accept::into_store(
             state,
-            image,
+            &current,
             store_id,
             &target,
             ReaderStream::with_capacity(reader, 64 * 1024),
@@ -790,15 +807,15 @@ async fn copy_to_store(
                 content_length: None,
                 cap: state.config.image_size_cap,
             },
-            None,
         )
         .await;
         match streamed {
-            Ok(streamed) => {
+            Ok((streamed, formats)) => {
                 let record = Record {
                     store_id,
                     set_active: false,
                     disk_format: None,
+                    formats,
                 };
                 return record_copy(state, task, image, &target, streamed, record).await;
             }
@@ -823,15 +840,20 @@ async fn download_to_staging(
     let staging = state.imports.staging.clone();
     staging.remove_all(image).await;
     let cfg = &state.config.import.web_download;
-    let cap = cfg
+    let limit = cfg
         .max_size_mb
         .saturating_mul(1 << 20)
-        .min(state.config.image_size_cap)
-        .min(staging.room());
-    let download = web::open(cfg, uri, cap, token)
+        .min(state.config.image_size_cap);
+    let download = web::open(cfg, uri, limit, token)
         .await
         .map_err(|e| format!("web-download of {uri} refused or failed: {e}"))?;
     let length = download.length;
+    // Room reserved before writing (atomic with other stages and downloads).
+    let covers = vec![image.to_string(), format!("{image}.partial")];
+    let reservation = staging.reserve(length, limit, covers).map_err(|room| {
+        format!("web-download of {uri}: the staging area has room for {room} bytes only")
+    })?;
+    let cap = limit.min(reservation.bytes());
     let staging_store: Arc<dyn ImageStore> = staging.clone();
     let streamed = stream_into_store(
         state,
@@ -847,6 +869,7 @@ async fn download_to_staging(
         None,
     )
     .await;
+    drop(reservation);
     let streamed = match streamed {
         Ok(s) => s,
         Err(e) => {

@@ -62,21 +62,51 @@ pub async fn run_plugins(
             "conversion skipped: qemu-img does not convert this disk format");
         return Ok(None);
     };
-    inspect_file(state, &staged, &source)
+    let staged_size = tokio::fs::metadata(&staged)
         .await
-        .map_err(|e| format!("the staged data cannot be converted: {e}"))?;
-    let output = state
-        .imports
-        .staging
-        .path(&format!("{image}.converted"))
-        .map_err(|e| e.to_string())?;
-    convert(state, &staged, &output, from, to).await?;
+        .map(|m| m.len())
+        .map_err(|e| format!("reading the staged data: {e}"))?;
+    let virtual_size = inspect_file(state, &staged, &source)
+        .await
+        .map_err(|e| format!("the staged data cannot be converted: {e}"))?
+        .unwrap_or(staged_size);
+    // A conversion bomb (a small image with a huge virtual size) is refused before
+    // qemu-img writes anything: the output is bounded by the virtual size.
+    let cap = state.config.image_size_cap;
+    if virtual_size > cap {
+        return Err(format!(
+            "the image's virtual size ({virtual_size} bytes) is larger than the image size \
+             cap ({cap} bytes): not converted to {target}"
+        ));
+    }
+    let staging = state.imports.staging.clone();
+    let _room = staging
+        .reserve(Some(virtual_size), cap, Vec::new())
+        .map_err(|room| {
+            format!(
+                "converting needs room for the image's virtual size ({virtual_size} bytes); \
+                 the staging area has {room} bytes left"
+            )
+        })?;
+    let free = free_space(staging.dir());
+    if virtual_size > free {
+        return Err(format!(
+            "converting needs room for the image's virtual size ({virtual_size} bytes); \
+             the staging file system has {free} bytes free"
+        ));
+    }
+    let work = staging
+        .work_dir(image, "convert")
+        .map_err(|e| format!("preparing the conversion: {e}"))?;
+    let limits = ConvertLimits::of(state);
+    let output = convert_alone(&limits, &staged, &work, from, to).await?;
     inspect_file(state, &output, &target)
         .await
         .map_err(|e| format!("the converted data failed inspection: {e}"))?;
     tokio::fs::rename(&output, &staged)
         .await
         .map_err(|e| format!("replacing the staged data: {e}"))?;
+    let _ = tokio::fs::remove_dir_all(&work).await;
     tracing::info!(task = %task, image = %image, %source, %target, "image data converted");
     Ok(Some(target))
 }
@@ -187,7 +217,11 @@ async fn decompress(
 
 /// Reads a file through the inspector; it must match `disk_format` and be safe (strict,
 /// whatever `require_image_format_match` says: this gates qemu-img).
-pub async fn inspect_file(state: &AppState, path: &Path, disk_format: &str) -> Result<(), String> {
+pub async fn inspect_file(
+    state: &AppState,
+    path: &Path,
+    disk_format: &str,
+) -> Result<Option<u64>, String> {
     let Some(inspector) = state.imports.inspector().await.map_err(|e| e.to_string())? else {
         return Err("no inspector is loaded ([image_format] inspect is off)".into());
     };
@@ -218,49 +252,84 @@ pub async fn inspect_file(state: &AppState, path: &Path, disk_format: &str) -> R
         require_match: true,
         ..Policy::of(&state.config)
     };
-    judge(&answer, disk_format, Some(total), &policy)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    judge(&answer, disk_format, Some(total), &policy).map_err(|e| e.to_string())
 }
 
-/// `qemu-img convert` under `ulimit -v` and a time limit; the format is always given (never
-/// probed).
-async fn convert(
-    state: &AppState,
-    input: &Path,
-    output: &Path,
+/// Bytes free for an unprivileged writer on the file system holding `dir` (`u64::MAX`
+/// when it cannot be told).
+fn free_space(dir: &Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot read the free space");
+            u64::MAX
+        }
+    }
+}
+
+/// How `qemu-img convert` runs: the binary, its address-space and time limits.
+pub struct ConvertLimits {
+    pub qemu_img: std::path::PathBuf,
+    pub memory_mb: u64,
+    pub timeout: Duration,
+}
+
+impl ConvertLimits {
+    fn of(state: &AppState) -> Self {
+        let cfg = &state.config.import.plugins;
+        ConvertLimits {
+            qemu_img: cfg.qemu_img.clone(),
+            memory_mb: cfg.convert_memory_mb,
+            timeout: Duration::from_secs(cfg.convert_timeout_s.max(1)),
+        }
+    }
+}
+
+/// `qemu-img convert` of `staged` with nothing else in reach: the file is moved into the
+/// fresh private directory `work` (as `source`), qemu-img runs there (cwd, output
+/// `converted` beside it), so a relative name inside the image (a VMDK extent, a backing
+/// or data file) can only resolve inside `work`, where no other upload's data is. The
+/// input format is always given (never probed); raw output stays sparse (`-S 4k`); under
+/// `ulimit -v` and a time limit. The converted file's path.
+pub async fn convert_alone(
+    limits: &ConvertLimits,
+    staged: &Path,
+    work: &Path,
     from: &str,
     to: &str,
-) -> Result<(), Failure> {
-    let cfg = &state.config.import.plugins;
-    let kib = cfg.convert_memory_mb.saturating_mul(1024).to_string();
+) -> Result<std::path::PathBuf, Failure> {
+    let source = work.join("source");
+    let output = work.join("converted");
+    tokio::fs::rename(staged, &source)
+        .await
+        .map_err(|e| format!("moving the staged data aside: {e}"))?;
+    let kib = limits.memory_mb.saturating_mul(1024).to_string();
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
         .arg("ulimit -v \"$1\" || exit 125; shift; exec \"$@\"")
         .arg("glass-convert")
         .arg(&kib)
-        .arg(&cfg.qemu_img)
-        .args(["convert", "-q", "-f", from, "-O", to])
-        .arg(input)
-        .arg(output)
+        .arg(&limits.qemu_img)
+        .args(["convert", "-q", "-S", "4k", "-f", from, "-O", to])
+        .args(["source", "converted"])
+        .current_dir(work)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let child = command
         .spawn()
-        .map_err(|e| format!("running {}: {e}", cfg.qemu_img.display()))?;
-    let limit = Duration::from_secs(cfg.convert_timeout_s.max(1));
-    let outcome = tokio::time::timeout(limit, child.wait_with_output()).await;
+        .map_err(|e| format!("running {}: {e}", limits.qemu_img.display()))?;
+    let outcome = tokio::time::timeout(limits.timeout, child.wait_with_output()).await;
     let failed = |why: String| {
-        let _ = std::fs::remove_file(output);
+        let _ = std::fs::remove_file(&output);
         Err(why)
     };
     match outcome {
         Err(_) => failed(format!(
             "qemu-img convert took longer than {} s",
-            limit.as_secs()
+            limits.timeout.as_secs()
         )),
         Ok(Err(e)) => failed(format!("qemu-img convert: {e}")),
         Ok(Ok(out)) if !out.status.success() => failed(format!(
@@ -268,7 +337,7 @@ async fn convert(
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => Ok(output),
     }
 }
 
@@ -390,4 +459,100 @@ pub fn remote_image(
         image_id: image_id.to_owned(),
         token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_qemu_img() -> bool {
+        std::process::Command::new("qemu-img")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn limits() -> ConvertLimits {
+        ConvertLimits {
+            qemu_img: "qemu-img".into(),
+            memory_mb: 2048,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// A VMDK text descriptor whose extent is a sibling file: converted where it is staged,
+    /// qemu-img reads the sibling (another upload's data); converted alone, it cannot.
+    #[tokio::test]
+    async fn conversion_cannot_reach_a_sibling_staged_file() {
+        if !have_qemu_img() {
+            eprintln!("qemu-img missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret: Vec<u8> = b"another upload's staged data! ".repeat(200)[..4096].to_vec();
+        std::fs::write(dir.path().join("victim"), &secret).unwrap();
+        let descriptor = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+            createType=\"monolithicFlat\"\n\nRW 8 FLAT \"victim\" 0\n\n\
+            ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"1\"\n\
+            ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\n\
+            ddb.adapterType = \"ide\"\n";
+        let staged = dir.path().join("attacker");
+        std::fs::write(&staged, descriptor).unwrap();
+
+        // The attack is real: converted in place, the output is the victim's data.
+        let leaked = dir.path().join("leaked.raw");
+        let out = std::process::Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "vmdk", "-O", "raw"])
+            .arg(&staged)
+            .arg(&leaked)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let leaked = std::fs::read(&leaked).unwrap();
+        assert!(
+            leaked.windows(64).any(|w| w == &secret[..64]),
+            "the control conversion did not read the sibling ({} bytes)",
+            leaked.len()
+        );
+
+        // Alone in its private directory, the extent names nothing.
+        let work = dir.path().join("attacker.convert");
+        std::fs::create_dir(&work).unwrap();
+        let result = convert_alone(&limits(), &staged, &work, "vmdk", "raw").await;
+        let err = result.expect_err("the conversion must not find the sibling");
+        assert!(err.contains("qemu-img convert failed"), "{err}");
+        assert!(!work.join("converted").exists());
+        assert!(std::fs::read(dir.path().join("victim")).unwrap() == secret);
+    }
+
+    /// Raw output of a mostly empty image stays sparse.
+    #[tokio::test]
+    async fn raw_output_stays_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        if !have_qemu_img() {
+            eprintln!("qemu-img missing: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("img");
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&staged)
+            .arg("256M")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let work = dir.path().join("img.convert");
+        std::fs::create_dir(&work).unwrap();
+        let output = convert_alone(&limits(), &staged, &work, "qcow2", "raw")
+            .await
+            .unwrap();
+        let meta = std::fs::metadata(&output).unwrap();
+        assert_eq!(meta.len(), 256 << 20);
+        let allocated = meta.blocks() * 512;
+        assert!(
+            allocated < 4 << 20,
+            "{allocated} bytes allocated for 256 MiB of zeros"
+        );
+    }
 }

@@ -7,6 +7,8 @@
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -17,13 +19,86 @@ use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
 pub struct Staging {
     dir: PathBuf,
     quota: u64,
+    /// Room promised to writes in flight, by reservation id: what they may still write,
+    /// and the staging names whose bytes they cover (not counted twice).
+    reserved: Mutex<Vec<Held>>,
+    next: AtomicU64,
+}
+
+struct Held {
+    id: u64,
+    bytes: u64,
+    covers: Vec<String>,
+}
+
+/// Room in the staging area held by one write until dropped ([`Staging::reserve`]).
+pub struct Reservation {
+    staging: Arc<Staging>,
+    id: u64,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// The bytes reserved: the most the write may put in the staging area.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut held = self
+            .staging
+            .reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        held.retain(|h| h.id != self.id);
+    }
 }
 
 impl Staging {
     /// Opens (creating) the staging directory.
     pub fn open(dir: PathBuf, quota: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Staging { dir, quota })
+        Ok(Staging {
+            dir,
+            quota,
+            reserved: Mutex::new(Vec::new()),
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// Reserves room for a write, atomically with every other reservation: `want` bytes
+    /// when the size is known, otherwise all the room left up to `cap`. `covers` names the
+    /// staging files the write produces (their bytes count within the reservation, not
+    /// beside it). Refused with the room left when `want` does not fit.
+    pub fn reserve(
+        self: &Arc<Self>,
+        want: Option<u64>,
+        cap: u64,
+        covers: Vec<String>,
+    ) -> Result<Reservation, u64> {
+        let mut held = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let skip: Vec<&str> = held
+            .iter()
+            .flat_map(|h| h.covers.iter().map(String::as_str))
+            .chain(covers.iter().map(String::as_str))
+            .collect();
+        let promised: u64 = held.iter().map(|h| h.bytes).sum();
+        let used = self.usage_except(&skip).saturating_add(promised);
+        let room = self.quota.saturating_sub(used);
+        let bytes = match want {
+            Some(w) if w > room => return Err(room),
+            Some(w) => w,
+            None => room.min(cap),
+        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        held.push(Held { id, bytes, covers });
+        Ok(Reservation {
+            staging: self.clone(),
+            id,
+            bytes,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -47,23 +122,61 @@ impl Staging {
         }
     }
 
-    /// Bytes held now.
+    /// Bytes held now (files, and the files of plugins' private directories).
     pub fn usage(&self) -> u64 {
+        self.usage_except(&[])
+    }
+
+    fn usage_except(&self, skip: &[&str]) -> u64 {
+        let size = |path: &Path| -> u64 {
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(m) if m.is_dir() => std::fs::read_dir(path)
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.metadata().ok())
+                            .filter(|m| m.is_file())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0),
+                _ => 0,
+            }
+        };
         std::fs::read_dir(&self.dir)
             .map(|entries| {
                 entries
                     .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
+                    .filter(|e| !e.file_name().to_str().is_some_and(|n| skip.contains(&n)))
+                    .map(|e| size(&e.path()))
                     .sum()
             })
             .unwrap_or(0)
     }
 
-    /// Bytes that may still be staged.
+    /// Bytes that may still be staged, less what writes in flight have reserved.
     pub fn room(&self) -> u64 {
-        self.quota.saturating_sub(self.usage())
+        let held = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let skip: Vec<&str> = held
+            .iter()
+            .flat_map(|h| h.covers.iter().map(String::as_str))
+            .collect();
+        let promised: u64 = held.iter().map(|h| h.bytes).sum();
+        self.quota
+            .saturating_sub(self.usage_except(&skip).saturating_add(promised))
+    }
+
+    /// A fresh private directory for a plugin step on `image` (`<id>.<step>/`, mode 0700,
+    /// emptied first): a tool run there sees no other staged file.
+    pub fn work_dir(&self, image: Uuid, step: &str) -> Result<PathBuf, StoreError> {
+        let path = self.path(&format!("{image}.{step}"))?;
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io_error)?;
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path).map_err(io_error)?;
+        Ok(path)
     }
 
     /// Whether the image has staged data.
@@ -80,8 +193,15 @@ impl Staging {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if (name == prefix || name.starts_with(&format!("{prefix}.")))
-                && let Err(e) = tokio::fs::remove_file(entry.path()).await
+            if !(name == prefix || name.starts_with(&format!("{prefix}."))) {
+                continue;
+            }
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                tokio::fs::remove_dir_all(entry.path()).await
+            } else {
+                tokio::fs::remove_file(entry.path()).await
+            };
+            if let Err(e) = removed
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 tracing::warn!(image = %image, file = name, error = %e,

@@ -274,8 +274,21 @@ async fn resolve(cfg: &WebDownloadConfig, url: &Url) -> Result<Vec<SocketAddr>, 
     if addrs.is_empty() {
         return Err(format!("{bare} resolves to no address"));
     }
+    let named = bare.parse::<IpAddr>().is_err();
     for a in &addrs {
-        check_address(cfg, a.ip()).map_err(|e| format!("{bare} resolves to {e}"))?;
+        check_address(cfg, a.ip()).map_err(|e| {
+            if named {
+                // What a name resolved to is not the caller's to learn (internal DNS):
+                // the detail goes to the log only.
+                tracing::info!(host = %bare, refused = %e, "web-download: host refused");
+                format!(
+                    "{bare} resolves to an address web-download may not reach \
+                     (allowed_networks)"
+                )
+            } else {
+                e
+            }
+        })?;
     }
     Ok(addrs)
 }
@@ -309,6 +322,7 @@ pub async fn open(
 ) -> Result<Download, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.timeout_s.max(1));
     let mut url = check_uri(cfg, uri)?;
+    let origin = url.origin();
     let mut hops = 0usize;
     let response = loop {
         let addrs = resolve(cfg, &url).await?;
@@ -328,7 +342,11 @@ pub async fn open(
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         let mut request = client.get(url.clone());
-        if let Some(token) = token {
+        // The caller's token goes to the endpoint it was meant for, never to where a
+        // redirect points elsewhere (another host, port or scheme).
+        if let Some(token) = token
+            && url.origin() == origin
+        {
             request = request.header("X-Auth-Token", token);
         }
         let response = tokio::time::timeout_at(deadline, request.send())

@@ -239,7 +239,7 @@ pub async fn upload(
         content_length,
         cap,
     };
-    let inspect = crate::import::inspect::session(&state, &image).await?;
+    let inspect = crate::import::accept::inspection(&state, &image).await?;
     match transfer(&state, id, &store_id, store, body, sizes, inspect).await {
         Ok(response) => {
             guard.disarm();
@@ -277,7 +277,10 @@ async fn transfer(
     store: Arc<dyn ImageStore>,
     body: Body,
     sizes: Sizes,
-    inspect: Option<crate::import::inspect::InspectSession>,
+    (inspect, formats): (
+        Option<crate::import::inspect::InspectSession>,
+        crate::import::accept::Formats,
+    ),
 ) -> Result<Response, ApiError> {
     let streamed = stream_into_store(
         state,
@@ -301,6 +304,7 @@ async fn transfer(
         &stored.location,
         &digests,
         virtual_size,
+        &formats,
     )
     .await
     {
@@ -441,6 +445,7 @@ async fn activate(
     location: &str,
     digests: &Digests,
     virtual_size: Option<u64>,
+    formats: &crate::import::accept::Formats,
 ) -> Result<(), ApiError> {
     let system = Identity::system();
     modify_image(state, &system, id, |image| {
@@ -450,6 +455,7 @@ async fn activate(
                 image.status
             )));
         }
+        formats.still(image).map_err(ApiError::Conflict)?;
         image.status = ImageStatus::Active;
         image.size = Some(digests.size);
         if virtual_size.is_some() {

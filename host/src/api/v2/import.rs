@@ -124,14 +124,25 @@ pub async fn stage(
     let declared = header_u64(&headers, "x-openstack-image-size")?;
     let content_length = header_u64(&headers, header::CONTENT_LENGTH.as_str())?;
     let staging = state.imports.staging.clone();
-    let cap = state.config.image_size_cap.min(staging.room());
-    if let Some(len) = content_length.or(declared)
-        && len > cap
-    {
-        return Err(ApiError::PayloadTooLarge(format!(
+    let size_cap = state.config.image_size_cap;
+    let too_large = |len: u64, cap: u64| {
+        ApiError::PayloadTooLarge(format!(
             "The incoming image is too large: {len} bytes, at most {cap} may be staged now"
-        )));
+        ))
+    };
+    let announced = content_length.or(declared);
+    if let Some(len) = announced
+        && len > size_cap
+    {
+        return Err(too_large(len, size_cap));
     }
+    // The room is reserved before a byte is written: two concurrent stages cannot both
+    // count on the same free space.
+    let covers = vec![id.to_string(), format!("{id}.partial")];
+    let reservation = staging
+        .reserve(announced, size_cap, covers)
+        .map_err(|room| too_large(announced.unwrap_or_default(), room))?;
+    let cap = size_cap.min(reservation.bytes());
     // queued → uploading: of two concurrent stages exactly one gets here.
     let image = modify_image(&state, &who, id, |image| {
         check_image_rule(&state, &who, image, "modify_image")?;

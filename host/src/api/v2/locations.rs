@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use glass_registry::{Image, ImageStatus, Location, TaskStatus};
 use md5::Md5;
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ use super::access::{check_image_rule, modify_image, parse_image_id, visible_imag
 use crate::api::{RequestId, json_body};
 use crate::error::ApiError;
 use crate::identity::Identity;
+use crate::import::accept::Formats;
 use crate::state::AppState;
 
 const TASK_TYPE: &str = "location_import";
@@ -174,7 +176,7 @@ async fn run(
     validation: Validation,
 ) {
     let _ = crate::import::set_task(&state, task, |t| t.status = TaskStatus::Processing).await;
-    let outcome = match read_and_hash(&state, &store, &url, validation.algo).await {
+    let outcome = match read_and_hash(&state, image, &store, &url, validation.algo).await {
         Ok(found) => match &validation.value {
             Some(want) if *want != found.hash => Err(format!(
                 "os_hash_value: ({want}) not matched with actual os_hash_value: ({})",
@@ -204,14 +206,30 @@ struct Found {
     size: u64,
     md5: String,
     hash: String,
+    /// The inspector's virtual size, when the data was inspected.
+    virtual_size: Option<u64>,
+    /// The image's formats the data was inspected against.
+    formats: Formats,
 }
 
+/// Reads the location's data once: hashed and inspected (`import::accept`) against the
+/// image's formats as they are now.
 async fn read_and_hash(
     state: &AppState,
+    image: Uuid,
     store: &str,
     url: &str,
     algo: &str,
 ) -> Result<Found, String> {
+    let current = state
+        .registry
+        .get_image(image)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("image {image} is gone"))?;
+    let (mut inspect, formats) = crate::import::accept::inspection(state, &current)
+        .await
+        .map_err(|e| e.to_string())?;
     let entry = state
         .stores
         .entry(store)
@@ -235,6 +253,12 @@ async fn read_and_hash(
             break;
         }
         size += n as u64;
+        if let Some(session) = inspect.as_mut() {
+            session
+                .feed(&Bytes::copy_from_slice(&buf[..n]))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         md5.update(&buf[..n]);
         match algo {
             "sha256" => sha256.update(&buf[..n]),
@@ -248,7 +272,17 @@ async fn read_and_hash(
         "md5" => md5.clone(),
         _ => hex::encode(sha512.finalize()),
     };
-    Ok(Found { size, md5, hash })
+    let virtual_size = match inspect {
+        Some(session) => session.finish(size).await.map_err(|e| e.to_string())?,
+        None => None,
+    };
+    Ok(Found {
+        size,
+        md5,
+        hash,
+        virtual_size,
+        formats,
+    })
 }
 
 async fn activate(
@@ -266,6 +300,7 @@ async fn activate(
                 img.status
             )));
         }
+        found.formats.still(img).map_err(ApiError::Conflict)?;
         img.locations.push(Location {
             url: url.to_owned(),
             metadata: Default::default(),
@@ -273,6 +308,9 @@ async fn activate(
             blake3: None,
         });
         img.size = Some(found.size);
+        if found.virtual_size.is_some() {
+            img.virtual_size = found.virtual_size;
+        }
         img.checksum = Some(found.md5.clone());
         img.os_hash_algo = Some(algo.to_owned());
         img.os_hash_value = Some(found.hash.clone());

@@ -187,7 +187,7 @@ pub fn set(image: &mut Image, name: &str, v: &Value, caller: &Identity) -> Resul
     match name {
         "name" => image.name = optional_text(name, v, 255)?,
         "disk_format" | "container_format" => {
-            if !matches!(image.status, ImageStatus::Queued | ImageStatus::Importing) {
+            if image.status != ImageStatus::Queued {
                 return Err(ApiError::Forbidden(format!(
                     "Attribute {name} can be only replaced for a queued image."
                 )));
