@@ -156,7 +156,10 @@ async fn stalled_uploads_do_not_starve_downloads_and_are_cut() {
     let retry_after = r.headers().get("retry-after").cloned();
     let body: serde_json::Value = r.json().await.unwrap_or_default();
     assert_eq!(status, 503, "a new upload while the budget is full: {body}");
-    assert_eq!(body["code"], 503, "Glance's error shape: {body}");
+    assert!(
+        body["code"].as_str().unwrap_or_default().starts_with("503"),
+        "Glance's error shape: {body}"
+    );
     let retry_after = retry_after.expect("503 with Retry-After");
     assert!(retry_after.to_str().unwrap().parse::<u64>().unwrap() > 0);
     assert_eq!(status_of(&admin, &fresh).await, "queued");
