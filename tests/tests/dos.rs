@@ -430,17 +430,14 @@ async fn a_flood_of_one_bogus_token_reaches_keystone_once() {
     for _ in 0..50 {
         assert_eq!(bogus.get("/v2/images").await.status().as_u16(), 401);
     }
-    let flood_took = started.elapsed();
     let asked = validations.load(Ordering::Relaxed);
-    if flood_took < Duration::from_secs(3) {
-        assert_eq!(
-            asked, 1,
-            "50 requests with one bogus token: {asked} validations"
-        );
-    } else {
-        // A very slow machine: the entry may have expired once or twice meanwhile.
-        assert!(asked <= 1 + flood_took.as_secs(), "{asked} validations");
-    }
+    // One validation; a second only if a very slow machine let the entry expire meanwhile
+    // (the 49 other answers come from memory, in milliseconds).
+    assert!(
+        (1..=2).contains(&asked),
+        "50 requests with one bogus token: {asked} validations in {:?}",
+        started.elapsed()
+    );
     let scrape = Client::new(&server.url, None)
         .get("/metrics")
         .await
