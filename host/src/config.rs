@@ -37,8 +37,12 @@ pub struct KeystoneConfig {
     pub project_domain_name: String,
     /// How long a validated token is trusted without asking again (never past its expiry).
     pub token_cache_time_s: u64,
-    /// Most tokens kept in the cache.
+    /// Most tokens kept in the cache (and, apart, most invalid tokens remembered).
     pub token_cache_size: usize,
+    /// How long a token Keystone called invalid is refused without asking again (0: ask
+    /// every time). Short: a token is never valid after being invalid, but a brief window
+    /// keeps a flood of one bogus token from reaching Keystone each time.
+    pub invalid_token_cache_time_s: u64,
     /// Deadline of each call to Keystone; past it the request gets a 503.
     pub timeout_ms: u64,
 }
@@ -55,6 +59,7 @@ impl Default for KeystoneConfig {
             project_domain_name: "Default".into(),
             token_cache_time_s: 300,
             token_cache_size: 10_000,
+            invalid_token_cache_time_s: 5,
             timeout_ms: 5_000,
         }
     }
@@ -121,6 +126,75 @@ pub struct Config {
     pub import: crate::import::config::ImportConfig,
     /// `[image_format]`: disk-format inspection of image data.
     pub image_format: crate::import::config::ImageFormatConfig,
+    /// `[server]`: HTTP timeouts and connection limits.
+    pub server: ServerConfig,
+    /// `[plugin_calls]`: how many plugin calls of each kind may run at once.
+    pub plugin_calls: PluginCallsConfig,
+}
+
+/// `[server]`: what one client may hold of the HTTP server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a client has to send a request's headers. It also bounds how long an idle
+    /// keep-alive connection waits for its next request (hyper's header timer runs from the
+    /// moment the connection waits for a request).
+    pub header_read_timeout_s: u64,
+    /// Keep connections open between requests (Glance's `http_keepalive`).
+    pub http_keepalive: bool,
+    /// Seconds a request body (upload, stage, JSON) may go without a byte before the request
+    /// fails: an upload is cut and its image is `queued` again.
+    pub body_idle_timeout_s: u64,
+    /// Connections one client address may hold open at once; more are closed on accept.
+    pub max_connections_per_client: usize,
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_s: 30,
+            http_keepalive: true,
+            body_idle_timeout_s: 60,
+            max_connections_per_client: 256,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// `[plugin_calls]`: separate budgets of concurrent plugin calls, so one kind of work (a
+/// flood of stalled uploads) cannot take the instances another kind needs. The engine's
+/// instance pool is sized to their sum. A call that finds its budget full waits up to
+/// `queue_wait_ms`, then the request gets a 503 with `Retry-After`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginCallsConfig {
+    /// Uploads (`add`) running at once in each store.
+    pub uploads_per_store: u32,
+    /// Downloads (`get`) running at once from each store.
+    pub downloads_per_store: u32,
+    /// Other calls of each store (`size`, `delete`, `discard-partial`).
+    pub other_per_store: u32,
+    /// Disk-format inspector calls (one per upload, stage or import being inspected).
+    pub inspector: u32,
+    /// Metadata validator calls, all validators together.
+    pub validators: u32,
+    /// How long a call waits for a free place in its budget.
+    pub queue_wait_ms: u64,
+}
+
+impl Default for PluginCallsConfig {
+    fn default() -> Self {
+        PluginCallsConfig {
+            uploads_per_store: 16,
+            downloads_per_store: 48,
+            other_per_store: 16,
+            inspector: 32,
+            validators: 16,
+            queue_wait_ms: 2000,
+        }
+    }
 }
 
 /// Which registry engine holds the metadata.
@@ -382,6 +456,8 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             import: Default::default(),
             image_format: Default::default(),
+            server: ServerConfig::default(),
+            plugin_calls: PluginCallsConfig::default(),
         }
     }
 }
@@ -417,6 +493,26 @@ impl Config {
         Ok(config)
     }
 
+    /// Why listening where this configuration says is dangerous, if it is: `noauth` or
+    /// `trusted-headers` on an address other than loopback lets anyone who reaches it claim
+    /// any identity (trusted headers are only safe behind a proxy that sets them).
+    pub fn exposure_warning(&self) -> Option<&'static str> {
+        if self.listen.ip().is_loopback() {
+            return None;
+        }
+        match self.auth {
+            AuthMode::Noauth => {
+                Some("noauth mode on a non-loopback address: anyone who can reach it is admin")
+            }
+            AuthMode::TrustedHeaders => Some(
+                "trusted-headers mode on a non-loopback address: anyone who can reach it \
+                 directly can claim any project and role; only a proxy that sets the identity \
+                 headers should be able to connect",
+            ),
+            AuthMode::Keystone => None,
+        }
+    }
+
     /// The configured stores, or the embedded default file store.
     pub fn effective_stores(&self) -> Vec<StoreConfig> {
         if self.stores.is_empty() {
@@ -428,6 +524,26 @@ impl Config {
 
     /// Checks what serde cannot: store ids unique and well-formed, at most one default.
     pub fn validate(&self) -> Result<(), String> {
+        let server = &self.server;
+        if server.header_read_timeout_s == 0
+            || server.body_idle_timeout_s == 0
+            || server.max_connections_per_client == 0
+            || server.max_connections == 0
+        {
+            return Err("server: timeouts and connection limits must be positive".into());
+        }
+        let calls = &self.plugin_calls;
+        if [
+            calls.uploads_per_store,
+            calls.downloads_per_store,
+            calls.other_per_store,
+            calls.inspector,
+            calls.validators,
+        ]
+        .contains(&0)
+        {
+            return Err("plugin_calls: every budget must be positive".into());
+        }
         let mut seen = std::collections::HashSet::new();
         for store in &self.stores {
             let ok = !store.id.is_empty()
@@ -578,6 +694,52 @@ mod tests {
     }
 
     #[test]
+    fn identity_from_headers_beyond_loopback_is_warned_about() {
+        let at = |auth, listen: &str| Config {
+            auth,
+            listen: listen.parse().unwrap(),
+            ..Config::default()
+        };
+        let exposed = at(AuthMode::TrustedHeaders, "0.0.0.0:9292");
+        assert!(
+            exposed
+                .exposure_warning()
+                .unwrap()
+                .contains("trusted-headers")
+        );
+        assert!(
+            at(AuthMode::TrustedHeaders, "10.1.2.3:9292")
+                .exposure_warning()
+                .is_some()
+        );
+        assert!(
+            at(AuthMode::TrustedHeaders, "[::]:9292")
+                .exposure_warning()
+                .is_some()
+        );
+        assert!(
+            at(AuthMode::Noauth, "0.0.0.0:9292")
+                .exposure_warning()
+                .is_some()
+        );
+        assert!(
+            at(AuthMode::TrustedHeaders, "127.0.0.1:9292")
+                .exposure_warning()
+                .is_none()
+        );
+        assert!(
+            at(AuthMode::TrustedHeaders, "[::1]:9292")
+                .exposure_warning()
+                .is_none()
+        );
+        assert!(
+            at(AuthMode::Keystone, "0.0.0.0:9292")
+                .exposure_warning()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn example_config_parses() {
         let text = include_str!("../../examples/glass.toml");
         let config = Config::parse(text).expect("examples/glass.toml parses");
@@ -586,5 +748,7 @@ mod tests {
         // The example spells out the defaults.
         assert_eq!(config.import, Default::default());
         assert_eq!(config.image_format, Default::default());
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.plugin_calls, PluginCallsConfig::default());
     }
 }

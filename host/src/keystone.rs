@@ -2,7 +2,8 @@
 //! holds a service token of its own (password auth with the `[keystone]` credentials,
 //! renewed before it expires or when Keystone refuses it) and asks
 //! `GET /v3/auth/tokens` with the user's token as `X-Subject-Token`. Valid tokens are cached
-//! (bounded, keyed by the token's SHA-256, never past the token's expiry); a missing,
+//! (bounded, keyed by the token's SHA-256, never past the token's expiry), and so, for a
+//! few seconds, are invalid ones (`invalid_token_cache_time_s`); a missing,
 //! invalid, expired or revoked token is a 401 with `WWW-Authenticate`, an unreachable
 //! Keystone a 503. [`authenticate`] is the middleware: it puts the caller's [`Identity`] in
 //! the request's extensions for every route but the unauthenticated ones.
@@ -55,7 +56,13 @@ pub struct Keystone {
     config: KeystoneConfig,
     http: reqwest::Client,
     service_token: tokio::sync::Mutex<Option<ServiceToken>>,
-    cache: Mutex<TokenCache>,
+    cache: Mutex<TokenCache<Identity>>,
+    /// Tokens Keystone just called invalid, for `invalid_token_cache_time_s`: a flood of one
+    /// bogus token costs one validation, not one per request. Apart from `cache` so bogus
+    /// tokens never push valid ones out.
+    invalid: Mutex<TokenCache<()>>,
+    /// Validations asked of Keystone, by result (`glass_keystone_validations`).
+    validations: crate::metrics::KeystoneCounter,
 }
 
 struct ServiceToken {
@@ -65,18 +72,24 @@ struct ServiceToken {
 }
 
 impl Keystone {
-    pub fn new(config: KeystoneConfig) -> Result<Keystone, String> {
+    pub fn new(
+        config: KeystoneConfig,
+        validations: crate::metrics::KeystoneCounter,
+    ) -> Result<Keystone, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .map_err(|e| format!("keystone: HTTP client: {e}"))?;
         let cache = TokenCache::new(config.token_cache_size);
+        let invalid = TokenCache::new(config.token_cache_size);
         Ok(Keystone {
             config,
             http,
             service_token: tokio::sync::Mutex::new(None),
             cache: Mutex::new(cache),
+            invalid: Mutex::new(invalid),
+            validations,
         })
     }
 
@@ -102,6 +115,30 @@ impl Keystone {
         if let Some(identity) = self.cache.lock().unwrap().get(&key) {
             return Ok(identity);
         }
+        if self.invalid.lock().unwrap().get(&key).is_some() {
+            return Err(AuthError::Invalid);
+        }
+        let result = self.ask(token, key).await;
+        let outcome = match &result {
+            Ok(_) => "valid",
+            Err(AuthError::Invalid) => {
+                let ttl = Duration::from_secs(self.config.invalid_token_cache_time_s);
+                if !ttl.is_zero() {
+                    self.invalid
+                        .lock()
+                        .unwrap()
+                        .insert(key, (), Instant::now() + ttl);
+                }
+                "invalid"
+            }
+            Err(AuthError::Unavailable(_)) => "unavailable",
+        };
+        self.validations.inc(outcome);
+        result
+    }
+
+    /// Asks Keystone about `token` (whose SHA-256 is `key`); caches it if valid.
+    async fn ask(&self, token: &str, key: [u8; 32]) -> Result<Identity, AuthError> {
         let mut renewed = false;
         loop {
             let service = self.service_token(renewed).await?;
@@ -249,14 +286,15 @@ impl TokenInfo {
     }
 }
 
-/// Valid tokens by SHA-256, each until its deadline; the oldest entry goes when full.
-struct TokenCache {
+/// Tokens by SHA-256 (valid ones with their identity, or invalid ones), each until its
+/// deadline; the oldest entry goes when full.
+struct TokenCache<V> {
     capacity: usize,
-    entries: HashMap<[u8; 32], (Identity, Instant)>,
+    entries: HashMap<[u8; 32], (V, Instant)>,
     order: VecDeque<[u8; 32]>,
 }
 
-impl TokenCache {
+impl<V: Clone> TokenCache<V> {
     fn new(capacity: usize) -> Self {
         TokenCache {
             capacity,
@@ -265,9 +303,9 @@ impl TokenCache {
         }
     }
 
-    fn get(&mut self, key: &[u8; 32]) -> Option<Identity> {
+    fn get(&mut self, key: &[u8; 32]) -> Option<V> {
         match self.entries.get(key) {
-            Some((identity, until)) if Instant::now() < *until => Some(identity.clone()),
+            Some((value, until)) if Instant::now() < *until => Some(value.clone()),
             Some(_) => {
                 self.entries.remove(key);
                 None
@@ -276,7 +314,7 @@ impl TokenCache {
         }
     }
 
-    fn insert(&mut self, key: [u8; 32], identity: Identity, until: Instant) {
+    fn insert(&mut self, key: [u8; 32], value: V, until: Instant) {
         if self.capacity == 0 {
             return;
         }
@@ -288,7 +326,7 @@ impl TokenCache {
                 None => break,
             }
         }
-        if self.entries.insert(key, (identity, until)).is_none() {
+        if self.entries.insert(key, (value, until)).is_none() {
             self.order.push_back(key);
         }
         // Keys whose entries expired and were removed by `get` linger in `order`: drop

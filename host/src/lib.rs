@@ -17,6 +17,7 @@ pub mod periodic;
 pub mod policy;
 pub mod replicate;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod validators;
@@ -29,7 +30,7 @@ use anyhow::Context;
 
 use axum::Router;
 use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
-use runtime::{ComponentSource, Grants, Limits, Runtime, StoreSpec};
+use runtime::{CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec};
 use store::{StoreEntry, StoreSet};
 use tokio::net::TcpListener;
 
@@ -46,8 +47,13 @@ pub fn app(state: AppState) -> Router {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = open_registry(&config).await?;
-    let runtime = Runtime::new(config.data_dir.join("plugin-cache"))?;
     config.validate().map_err(anyhow::Error::msg)?;
+    let mut runtime_config = RuntimeConfig::new(config.data_dir.join("plugin-cache"));
+    runtime_config.budgets = CallBudgets::from_config(&config.plugin_calls);
+    runtime_config.max_concurrent_calls = runtime_config
+        .budgets
+        .pool_size(config.effective_stores().len());
+    let runtime = Runtime::with_config(runtime_config)?;
     let mut stores = StoreSet::default();
     for spec in config.effective_stores() {
         let settings = spec.settings_env().map_err(anyhow::Error::msg)?;
@@ -117,13 +123,13 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
     })
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish.
+/// Serves until `shutdown` completes, then lets requests in flight finish; with the
+/// configuration's HTTP timeouts and connection limits (`server`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = server::Limits::of(&state.config.server);
+    server::serve(listener, app(state), limits, shutdown).await
 }

@@ -228,8 +228,8 @@ async fn serve(
         cfg.data_dir = dir;
     }
     init_logging(cfg.log_format);
-    if cfg.auth == glass_host::config::AuthMode::Noauth && !cfg.listen.ip().is_loopback() {
-        tracing::warn!(listen = %cfg.listen, "noauth mode on a non-loopback address: anyone who can reach it is admin");
+    if let Some(warning) = cfg.exposure_warning() {
+        tracing::warn!(listen = %cfg.listen, "{warning}");
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let bound = listener.local_addr()?;

@@ -59,8 +59,46 @@ pub enum CacheEvent {
     Miss,
 }
 
+/// Keystone token validations by result (`valid`, `invalid`, `unavailable`): what Glass
+/// asked Keystone, cached answers not included.
+#[derive(Clone, Debug, Default)]
+pub struct KeystoneCounter(Family<Labels, Counter>);
+
+impl KeystoneCounter {
+    pub fn inc(&self, result: &'static str) {
+        self.0
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Validations with `result` so far.
+    pub fn get(&self, result: &'static str) -> u64 {
+        self.0
+            .get_or_create(&vec![("result", result.to_owned())])
+            .get()
+    }
+}
+
+/// The request method as a metrics label: the standard methods by name, anything else
+/// `other`, so a client inventing method names cannot grow the label set.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Token validations asked of Keystone (given to `keystone::Keystone`).
+    pub keystone: KeystoneCounter,
     cache: Family<Labels, Counter>,
     audits: Family<Labels, Counter>,
     audit_bytes: Counter,
@@ -129,7 +167,14 @@ impl Metrics {
              refused, warned, failed-closed, failed-open)",
             validator_results.clone(),
         );
+        let keystone = KeystoneCounter::default();
+        registry.register(
+            "glass_keystone_validations",
+            "Token validations Glass asked Keystone for, by result (cached answers not counted)",
+            keystone.0.clone(),
+        );
         Metrics {
+            keystone,
             validator_results,
             registry,
             cache,
@@ -141,8 +186,10 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Counts one answered request. `route` must come from a bounded set (a matched route
+    /// template, never the raw path); the method is reduced by [`method_label`].
+    pub fn observe_request(&self, method: &http::Method, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         self.requests
             .get_or_create(&vec![
                 ("method", method.to_owned()),

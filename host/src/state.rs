@@ -41,9 +41,10 @@ impl AppState {
         let stores = Arc::new(stores);
         let scrub = Arc::new(ScrubQueue::open(config.data_dir.join("scrub"))?);
         let imports = Arc::new(crate::import::Imports::open(&config)?);
+        let metrics = Arc::new(Metrics::new(stores.clone()));
         let keystone = match config.auth {
             crate::config::AuthMode::Keystone => Some(Arc::new(
-                crate::keystone::Keystone::new(config.keystone.clone())
+                crate::keystone::Keystone::new(config.keystone.clone(), metrics.keystone.clone())
                     .map_err(std::io::Error::other)?,
             )),
             _ => None,
@@ -59,7 +60,7 @@ impl AppState {
             scrub,
             config: Arc::new(config),
             registry,
-            metrics: Arc::new(Metrics::new(stores.clone())),
+            metrics,
             stores,
             cache: None,
             validators: Default::default(),

@@ -377,7 +377,9 @@ impl Registry for SledRegistry {
     }
 
     async fn list_images(&self, query: ImageQuery) -> Result<ImagePage> {
-        self.inner.list_images(&query)
+        // A listing can walk far (filters that reject most of the index): off the async
+        // workers, so one such call never holds up the requests sharing its thread.
+        self.blocking(move |inner| inner.list_images(&query)).await
     }
 
     async fn image_ids(&self) -> Result<Vec<Uuid>> {

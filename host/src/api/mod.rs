@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod body_limit;
 pub mod deleted_images;
+pub mod idle_body;
 pub mod plugins;
 pub mod v2;
 
@@ -106,11 +107,28 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     state.metrics.observe_request(
-        method.as_str(),
+        &method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    response
+}
+
+/// Seconds a client is told to wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_S: u64 = 5;
+
+/// Every 503 (a full plugin budget, a store or Keystone unavailable) tells the client when
+/// to come back.
+async fn retry_after(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    }
     response
 }
 
@@ -164,10 +182,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(middleware::from_fn_with_state(
-            state,
+            state.clone(),
             crate::keystone::authenticate,
         ))
         .layer(middleware::from_fn(body_limit::refuse_declared_oversize))
         .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn(retry_after))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(
+            state,
+            idle_body::cut_idle_bodies,
+        ))
 }

@@ -144,6 +144,12 @@ pub fn judge(
                 "Image format inspection failed: {e:?}"
             )));
         }
+        // No place for an inspector call (its budget is full): busy, not bad data.
+        Err(e @ crate::store::StoreError::Unavailable(_)) => {
+            return Err(ApiError::Unavailable(format!(
+                "Image format inspection unavailable: {e}"
+            )));
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the format inspector failed");
             return Err(ApiError::BadRequest(format!(

@@ -160,7 +160,9 @@ impl WasmInspector {
         };
         let this = self.clone();
         let claimed = claimed_format.to_string();
+        let budget = self.runtime.inspector_budget();
         let task = self.runtime.io_handle().spawn(async move {
+            let _place = budget.acquire().await?;
             let engine = this.runtime.engine().clone();
             let mut store = new_store(&engine, &this.settings, &this.stats, progress)?;
             let plugin = match this.pre.instantiate_async(&mut store).await {
@@ -206,9 +208,11 @@ impl WasmInspector {
         };
         let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
         let engine = self.runtime.engine().clone();
+        let place = self.runtime.inspector_budget().acquire().await?;
         self.runtime
             .io_handle()
             .spawn(async move {
+                let _place = place;
                 let mut store = new_store(&engine, &settings, &stats, progress)?;
                 let plugin = match pre.instantiate_async(&mut store).await {
                     Ok(p) => p,
@@ -242,9 +246,11 @@ impl WasmInspector {
     {
         let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
         let engine = self.runtime.engine().clone();
+        let place = self.runtime.inspector_budget().acquire().await?;
         self.runtime
             .io_handle()
             .spawn(async move {
+                let _place = place;
                 let mut store = new_store(&engine, &settings, &stats, Arc::new(AtomicU64::new(0)))?;
                 let plugin = match pre.instantiate_async(&mut store).await {
                     Ok(p) => p,

@@ -13,6 +13,7 @@
 //!   `StoreError::PluginFault` and the next call is unaffected.
 
 mod bindings;
+mod budget;
 mod cache;
 mod call;
 mod inspector;
@@ -29,6 +30,8 @@ use anyhow::Context;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use budget::Budget;
+pub use budget::CallBudgets;
 use cache::ComponentCache;
 use call::{CallState, TICK};
 
@@ -152,7 +155,8 @@ pub struct RuntimeConfig {
     /// Where compiled components (`.cwasm`) are cached, e.g. `<data_dir>/plugin-cache`.
     pub cache_dir: PathBuf,
     /// Plugin calls that can run at once, all plugins together (pooling allocator slots).
-    /// A call beyond that fails with `StoreError::Unavailable`.
+    /// A call beyond that fails with `StoreError::Unavailable`; the budgets below keep each
+    /// kind of call within its share.
     pub max_concurrent_calls: u32,
     /// The largest memory cap any plugin may be given (size of a pooled memory slot).
     pub max_memory_bytes: usize,
@@ -164,6 +168,9 @@ pub struct RuntimeConfig {
     /// ≈2.0). Safe to leave on because calls run on the plugin threads, never on the
     /// threads serving HTTP: a slow disk (or a long `sync`) stalls plugin calls only.
     pub blocking_file_io: bool,
+    /// Concurrent calls of each kind (`budget`); keep `max_concurrent_calls` at least
+    /// [`CallBudgets::pool_size`] of the stores loaded, so a call with a place finds a slot.
+    pub budgets: CallBudgets,
 }
 
 impl RuntimeConfig {
@@ -176,6 +183,7 @@ impl RuntimeConfig {
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
             blocking_file_io: true,
+            budgets: CallBudgets::default(),
         }
     }
 }
@@ -195,6 +203,9 @@ struct RuntimeInner {
     /// `Drop` can take it.
     io: Option<tokio::runtime::Runtime>,
     io_handle: tokio::runtime::Handle,
+    /// Places of the inspector's calls and of all validators' calls (stores hold their own).
+    inspector_budget: Arc<Budget>,
+    validator_budget: Arc<Budget>,
 }
 
 impl Drop for RuntimeInner {
@@ -230,6 +241,17 @@ impl Runtime {
             .build()
             .context("starting the plugin threads")?;
         let io_handle = io.handle().clone();
+        let budgets = config.budgets;
+        let inspector_budget = Arc::new(Budget::new(
+            "inspector calls",
+            budgets.inspector,
+            budgets.queue_wait,
+        ));
+        let validator_budget = Arc::new(Budget::new(
+            "validator calls",
+            budgets.validators,
+            budgets.queue_wait,
+        ));
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -238,6 +260,8 @@ impl Runtime {
                 config,
                 io: Some(io),
                 io_handle,
+                inspector_budget,
+                validator_budget,
             }),
         })
     }
@@ -296,6 +320,18 @@ impl Runtime {
 
     fn io_handle(&self) -> tokio::runtime::Handle {
         self.inner.io_handle.clone()
+    }
+
+    fn budgets(&self) -> CallBudgets {
+        self.inner.config.budgets
+    }
+
+    fn inspector_budget(&self) -> Arc<Budget> {
+        self.inner.inspector_budget.clone()
+    }
+
+    fn validator_budget(&self) -> Arc<Budget> {
+        self.inner.validator_budget.clone()
     }
 
     fn blocking_file_io(&self) -> bool {

@@ -166,9 +166,11 @@ impl WasmValidator {
         let loaded = self.loaded.load_full();
         let (settings, runtime) = (self.settings.clone(), self.runtime.clone());
         let engine = runtime.engine().clone();
+        let place = runtime.validator_budget().acquire().await?;
         self.runtime
             .io_handle()
             .spawn(async move {
+                let _place = place;
                 let (mut store, validator) = start(&engine, &loaded, &settings).await?;
                 let result = validator
                     .glass_metadef_validate()

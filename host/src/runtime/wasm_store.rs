@@ -23,9 +23,10 @@ use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 use super::bindings::{Capabilities, StorePre as DriverPre, WitStoreError};
+use super::budget::Budget;
 use super::call::{Call, CallSettings, CallState, CallStats};
 use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
-use super::{ComponentSource, Runtime, StoreSpec};
+use super::{CallBudgets, ComponentSource, Runtime, StoreSpec};
 use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
 
 /// Bytes a driver may queue on a `get` output-stream before the host has written them on.
@@ -98,6 +99,36 @@ struct Plugin {
     settings: Arc<CallSettings>,
     /// The runtime's plugin threads: every call runs there (see `RuntimeConfig::io_threads`).
     io: Handle,
+    /// This store's places for uploads, downloads and its other calls (`budget`).
+    budgets: Arc<StoreBudgets>,
+}
+
+struct StoreBudgets {
+    uploads: Budget,
+    downloads: Budget,
+    other: Budget,
+}
+
+impl StoreBudgets {
+    fn new(store: &str, b: CallBudgets) -> Self {
+        StoreBudgets {
+            uploads: Budget::new(
+                format!("uploads to store {store}"),
+                b.uploads_per_store,
+                b.queue_wait,
+            ),
+            downloads: Budget::new(
+                format!("downloads from store {store}"),
+                b.downloads_per_store,
+                b.queue_wait,
+            ),
+            other: Budget::new(
+                format!("calls to store {store}"),
+                b.other_per_store,
+                b.queue_wait,
+            ),
+        }
+    }
 }
 
 impl Plugin {
@@ -145,6 +176,7 @@ impl WasmStore {
                 blocking_file_io: runtime.blocking_file_io(),
             }),
             io: runtime.io_handle(),
+            budgets: Arc::new(StoreBudgets::new(&spec.id, runtime.budgets())),
         };
         let loaded = prepare(&runtime, &plugin, &spec.component).await?;
         Ok(Arc::new(Self {
@@ -261,17 +293,23 @@ impl WasmStore {
         let watch = Arc::new(InputWatch::default());
         // Dropping `_cancel` (this future dropped: the caller went away) fails the input.
         let (_cancel, cancelled) = oneshot::channel::<()>();
+        let place = self.plugin.budgets.uploads.acquire().await?;
         let reader = WatchedReader::new(data, progress.clone(), watch.clone(), cancelled);
+        let call = add_call(
+            self.plugin.clone(),
+            loaded,
+            image_id.to_owned(),
+            reader,
+            size_hint,
+            progress,
+            watch,
+        );
         self.plugin
-            .run(add_call(
-                self.plugin.clone(),
-                loaded,
-                image_id.to_owned(),
-                reader,
-                size_hint,
-                progress,
-                watch,
-            ))
+            .run(async move {
+                let result = call.await;
+                drop(place);
+                result
+            })
             .await
     }
 
@@ -284,8 +322,10 @@ impl WasmStore {
             return Ok(()); // a store that never writes has nothing partial
         }
         let (plugin, image_id) = (self.plugin.clone(), image_id.to_owned());
+        let place = self.plugin.budgets.other.acquire().await?;
         self.plugin
             .run(async move {
+                let _place = place;
                 let mut call = plugin.start(&loaded, idle()).await?;
                 let result = call
                     .driver
@@ -340,11 +380,13 @@ impl ImageStore for WasmStore {
         // A driver without ranged reads is asked for everything; the host skips and cuts.
         let ranged = loaded.caps.contains(Capabilities::RANGED_READS);
         let (guest_offset, guest_length) = if ranged { (offset, length) } else { (0, None) };
+        let place = self.plugin.budgets.downloads.acquire().await?;
         let (driver_end, reader_end) = tokio::io::duplex(PIPE_BYTES);
         let (outcome_tx, outcome_rx) = oneshot::channel();
         let plugin = self.plugin.clone();
         let location = location.to_owned();
         self.plugin.io.spawn(async move {
+            let _place = place;
             let progress = Arc::new(AtomicU64::new(0));
             let sink = CountingWriter::new(driver_end, progress.clone());
             let outcome = get_call(
@@ -376,8 +418,10 @@ impl ImageStore for WasmStore {
         let loaded = self.loaded.load_full();
         self.require(loaded.caps, Capabilities::READ, "reads")?;
         let (plugin, location) = (self.plugin.clone(), location.to_owned());
+        let place = self.plugin.budgets.other.acquire().await?;
         self.plugin
             .run(async move {
+                let _place = place;
                 let mut call = plugin.start(&loaded, idle()).await?;
                 let result = call
                     .driver
@@ -399,8 +443,12 @@ impl ImageStore for WasmStore {
             )));
         }
         let (plugin, location) = (self.plugin.clone(), location.to_owned());
+        let place = self.plugin.budgets.other.acquire().await?;
         self.plugin
-            .run(async move { delete_call(&plugin, &loaded, &location).await })
+            .run(async move {
+                let _place = place;
+                delete_call(&plugin, &loaded, &location).await
+            })
             .await
     }
 
