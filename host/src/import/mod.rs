@@ -629,7 +629,7 @@ async fn staged_to_store(
     if let Some(f) = target.disk_format {
         current.disk_format = Some(f.to_string());
     }
-    let (streamed, _) = accept::into_store(
+    let streamed = accept::into_store(
         state,
         &current,
         store_id,
@@ -641,8 +641,16 @@ async fn staged_to_store(
             cap: state.config.image_size_cap,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await;
+    let (streamed, _) = match streamed {
+        Ok(streamed) => streamed,
+        Err(e) => {
+            // What the failed copy left in the store goes now, or (store down) from the
+            // reaper's pending discards.
+            let _ = store.discard_partial(image).await;
+            return Err(e.to_string());
+        }
+    };
     let record = Record {
         store_id,
         set_active: target.set_active,

@@ -389,13 +389,11 @@ async fn swift_killed_and_stalled_mid_transfer() {
 
 /// The same with an import cut while it copies into the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "import/mod.rs staged_to_store never discards a failed copy's partial data (import is not this part's)"]
 async fn s3_killed_during_an_import() {
     faults_on(s3_remote().await, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "import/mod.rs staged_to_store never discards a failed copy's partial data (import is not this part's)"]
 async fn swift_killed_during_an_import() {
     faults_on(swift_remote().await, true).await;
 }
