@@ -158,3 +158,65 @@ async fn kill_during_a_stage_then_restart() {
     assert!(staging_files(&data).is_empty());
     glass.stop().await;
 }
+
+/// An import killed after it made the image active but before it released its lock (the
+/// state is written straight into the registry and the journal while Glass is down, since
+/// the window is too narrow to hit with a kill): Glass restarts, the image stays active
+/// with its data, and the lock is gone. Glass used to refuse to start ("Image status
+/// transition from active to queued is not allowed"), found by the faults test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_activation_before_the_lock_was_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(dir.path());
+    let glass = GlassProcess::start(&data, Some(&config)).await;
+    let client = Client::new(&glass.url, None);
+    let image = client
+        .create_image(json!({"name": "done", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = image["id"].as_str().unwrap().to_string();
+    let bytes = pseudo_random(200_000, 3);
+    let r = client
+        .request(Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    glass.stop().await;
+
+    let task = uuid::Uuid::new_v4();
+    {
+        use glass_registry::Registry;
+        let registry = glass_registry::SledRegistry::open(&data.join("registry")).unwrap();
+        let mut img = registry
+            .get_image(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(img.status, glass_registry::ImageStatus::Active);
+        img.properties
+            .insert("os_glance_import_task".into(), task.to_string());
+        img.properties
+            .insert("os_glance_importing_to_stores".into(), String::new());
+        registry.update_image(img).await.unwrap();
+    }
+    let journal = data.join("import-tasks");
+    std::fs::create_dir_all(&journal).unwrap();
+    std::fs::write(
+        journal.join(format!("{task}.json")),
+        json!({"task": task, "image": id, "method": "glance-direct", "stores": ["default"]})
+            .to_string(),
+    )
+    .unwrap();
+
+    let glass = GlassProcess::start(&data, Some(&config)).await;
+    let client = Client::new(&glass.url, None);
+    let (_, image) = client.get_json(&format!("/v2/images/{id}")).await;
+    assert_eq!(image["status"], "active", "{image}");
+    assert!(image.get("os_glance_import_task").is_none(), "{image}");
+    let r = client.get(&format!("/v2/images/{id}/file")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[..]);
+}

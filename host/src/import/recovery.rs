@@ -128,11 +128,18 @@ async fn fail_interrupted(state: &AppState, entry: &JournalEntry) -> Result<(), 
         if img.properties.get(LOCK_KEY) != Some(&lock) {
             return Ok(());
         }
-        let (mine, keep): (Vec<Location>, Vec<Location>) = img.locations.drain(..).partition(|l| {
-            l.metadata.get(TASK_LOCATION_KEY).and_then(Value::as_str) == Some(lock.as_str())
-        });
-        img.locations = keep;
-        removed.extend(mine);
+        // An import that had already made the image active (killed before it released its
+        // lock) recorded verified copies: they stay, only its unfinished stores failed.
+        let committed =
+            !copy && matches!(img.status, ImageStatus::Active | ImageStatus::Deactivated);
+        if !committed {
+            let (mine, keep): (Vec<Location>, Vec<Location>) =
+                img.locations.drain(..).partition(|l| {
+                    l.metadata.get(TASK_LOCATION_KEY).and_then(Value::as_str) == Some(lock.as_str())
+                });
+            img.locations = keep;
+            removed.extend(mine);
+        }
         let unfinished: Vec<String> = img
             .properties
             .get(IMPORTING_KEY)
@@ -148,7 +155,7 @@ async fn fail_interrupted(state: &AppState, entry: &JournalEntry) -> Result<(), 
         merge_store_list(img, IMPORTING_KEY, &entry.stores, true);
         merge_store_list(img, FAILED_KEY, &failed, false);
         img.properties.remove(LOCK_KEY);
-        if !copy && img.status != ImageStatus::Queued {
+        if !copy && !committed && img.status != ImageStatus::Queued {
             revert_status(img);
         }
         Ok(())
