@@ -164,6 +164,19 @@ async fn decompress(
     let input = tokio::fs::File::open(staged)
         .await
         .map_err(|e| format!("reading the staged data: {e}"))?;
+    // Room reserved (not just looked at) for the whole decompression, so concurrent ones
+    // cannot each count on the same free space.
+    let room = state
+        .imports
+        .staging
+        .reserve(
+            None,
+            state.config.image_size_cap,
+            vec![format!("{image}.uc")],
+        )
+        .map_err(|room| {
+            format!("decompression needs staging room: at most {room} bytes may be staged now")
+        })?;
     let out_path = state
         .imports
         .staging
@@ -172,11 +185,7 @@ async fn decompress(
     let out = tokio::fs::File::create(&out_path)
         .await
         .map_err(|e| format!("staging the decompressed data: {e}"))?;
-    let limit = state
-        .config
-        .image_size_cap
-        .min(state.imports.staging.room());
-    let result = inspector.decompress(input, out, limit).await;
+    let result = inspector.decompress(input, out, room.bytes()).await;
     let done = match result {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
