@@ -182,6 +182,9 @@ pub struct PluginCallsConfig {
     pub validators: u32,
     /// How long a call waits for a free place in its budget.
     pub queue_wait_ms: u64,
+    /// A download whose reader takes no byte for this long is cut, so that a client that
+    /// stops reading cannot hold a download place (and the plugin instance) forever.
+    pub reader_stall_s: u64,
 }
 
 impl Default for PluginCallsConfig {
@@ -193,6 +196,7 @@ impl Default for PluginCallsConfig {
             inspector: 32,
             validators: 16,
             queue_wait_ms: 2000,
+            reader_stall_s: 60,
         }
     }
 }

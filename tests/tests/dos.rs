@@ -462,3 +462,58 @@ async fn a_flood_of_one_bogus_token_reaches_keystone_once() {
     let user = Client::with_token(&server.url, &account.token);
     assert_eq!(user.get("/v2/images").await.status().as_u16(), 200);
 }
+
+/// Downloads whose clients stop reading: each held its download place (and its plugin
+/// instance) for as long as the client kept the connection, so `downloads_per_store` such
+/// clients made every other download of the store a 503. Now a download whose reader takes
+/// nothing for `reader_stall_s` ends and gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_that_nobody_reads_give_their_places_back() {
+    let server = TestServer::start_with(|c| {
+        c.plugin_calls.downloads_per_store = 2;
+        c.plugin_calls.reader_stall_s = 3;
+        c.plugin_calls.queue_wait_ms = 500;
+    })
+    .await;
+    let admin = server.admin();
+    let addr = addr_of(&server);
+    // Larger than what the loopback socket buffers and the pipe can hold.
+    let data = pseudo_random(48 << 20, 5);
+    let id = new_image(&admin).await;
+    let (status, body) = put_file(&admin, &id, data.clone()).await;
+    assert_eq!(status, 204, "{body}");
+
+    let mut unread = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /v2/images/{id}/file HTTP/1.1\r\nHost: glass\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        unread.push(s);
+    }
+    // Both places are taken while the two clients read nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = get_file(&admin, &id).await;
+    assert_eq!(
+        status, 503,
+        "the two unread downloads should hold both places"
+    );
+
+    // After the stall limit their calls end: a download gets every byte again.
+    let started = Instant::now();
+    loop {
+        let (status, got) = get_file(&admin, &id).await;
+        if status == 200 {
+            assert!(
+                got.unwrap() == data,
+                "a download after the stall got other bytes"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "downloads still refused ({status}) 30 s after their readers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(unread);
+}

@@ -24,6 +24,8 @@ pub struct CallBudgets {
     pub inspector: u32,
     pub validators: u32,
     pub queue_wait: Duration,
+    /// A download whose reader takes nothing for this long ends (its place is freed).
+    pub reader_stall: Duration,
 }
 
 impl Default for CallBudgets {
@@ -41,6 +43,7 @@ impl CallBudgets {
             inspector: c.inspector.max(1),
             validators: c.validators.max(1),
             queue_wait: Duration::from_millis(c.queue_wait_ms),
+            reader_stall: Duration::from_secs(c.reader_stall_s.max(1)),
         }
     }
 

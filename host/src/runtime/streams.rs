@@ -111,15 +111,23 @@ impl AsyncRead for WatchedReader {
 }
 
 /// The writing end of a `get`'s pipe, as the driver's `output-stream` writes it; counts
-/// bytes for the deadline.
+/// bytes for the deadline, and fails a write that the reader leaves waiting for `stall`
+/// (a client that stopped reading): the call then ends and gives its place back.
 pub(crate) struct CountingWriter {
     inner: DuplexStream,
     progress: Arc<AtomicU64>,
+    stall: std::time::Duration,
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl CountingWriter {
-    pub fn new(inner: DuplexStream, progress: Arc<AtomicU64>) -> Self {
-        Self { inner, progress }
+    pub fn new(inner: DuplexStream, progress: Arc<AtomicU64>, stall: std::time::Duration) -> Self {
+        Self {
+            inner,
+            progress,
+            stall,
+            waiting: None,
+        }
     }
 }
 
@@ -129,9 +137,26 @@ impl AsyncWrite for CountingWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
-        self.progress.fetch_add(n as u64, Ordering::Relaxed);
-        Poll::Ready(Ok(n))
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(written) => {
+                this.waiting = None;
+                let n = written?;
+                this.progress.fetch_add(n as u64, Ordering::Relaxed);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                let stall = this.stall;
+                let timer = this
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the reader took nothing for {} s", stall.as_secs()),
+                )))
+            }
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

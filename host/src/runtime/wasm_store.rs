@@ -107,6 +107,7 @@ struct StoreBudgets {
     uploads: Budget,
     downloads: Budget,
     other: Budget,
+    reader_stall: std::time::Duration,
 }
 
 impl StoreBudgets {
@@ -127,6 +128,7 @@ impl StoreBudgets {
                 b.other_per_store,
                 b.queue_wait,
             ),
+            reader_stall: b.reader_stall,
         }
     }
 }
@@ -385,10 +387,11 @@ impl ImageStore for WasmStore {
         let (outcome_tx, outcome_rx) = oneshot::channel();
         let plugin = self.plugin.clone();
         let location = location.to_owned();
+        let stall = self.plugin.budgets.reader_stall;
         self.plugin.io.spawn(async move {
             let _place = place;
             let progress = Arc::new(AtomicU64::new(0));
-            let sink = CountingWriter::new(driver_end, progress.clone());
+            let sink = CountingWriter::new(driver_end, progress.clone(), stall);
             let outcome = get_call(
                 &plugin,
                 &loaded,
