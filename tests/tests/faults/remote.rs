@@ -454,8 +454,21 @@ async fn restart_with_s3_down_after_a_crash_mid_upload() {
     .await
     .expect("Glass did not start with S3 down");
     let client = Client::new(&glass.url, None);
-    let (_, image) = client.get_json(&format!("/v2/images/{id}")).await;
-    assert_eq!(image["status"], "queued", "{image}");
+    // The reaper's retry of the pending discard holds the image in `saving` (so no upload
+    // starts under it) while it tries, then puts it back: queued once that attempt failed.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, image) = client.get_json(&format!("/v2/images/{id}")).await;
+        if image["status"] == "queued" {
+            break;
+        }
+        assert_eq!(image["status"], "saving", "{image}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still saving after 60 s: {image}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     proxy.set(Mode::Pass);
     eprintln!("partial data before the reaper: {:?}", (remote.list)());
     reap_now(&client, &data_dir).await;
