@@ -16,7 +16,6 @@ pub mod migrate;
 pub mod periodic;
 pub mod policy;
 pub mod replicate;
-pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod store;
@@ -30,7 +29,9 @@ use anyhow::Context;
 
 use axum::Router;
 use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
-use runtime::{CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec};
+use glass_runtime::{
+    CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec,
+};
 use store::{StoreEntry, StoreSet};
 use tokio::net::TcpListener;
 

@@ -18,7 +18,7 @@ use crate::store::StoreSet;
 type Labels = Vec<(&'static str, String)>;
 
 /// Picks one counter out of a plugin's totals.
-type TotalOf = fn(&crate::runtime::PluginTotals) -> u64;
+type TotalOf = fn(&glass_runtime::PluginTotals) -> u64;
 
 /// Which way image bytes moved through a store.
 #[derive(Debug, Clone, Copy)]

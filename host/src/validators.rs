@@ -32,12 +32,12 @@ use crate::api::v2::patch::{self, Change, Op};
 use crate::config::{ValidatorConfig, ValidatorFailure, ValidatorMode};
 use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::runtime::{
+use crate::state::AppState;
+use glass_runtime::{
     Limits, Runtime, ValidationInput, ValidatorChange, ValidatorChangeOp, ValidatorNamespace,
     ValidatorProperty, ValidatorPropertyDefinition, ValidatorSpec, Violation, WasmValidator,
     validator_source,
 };
-use crate::state::AppState;
 
 /// The resource type whose namespaces apply to images.
 pub const IMAGE_RESOURCE_TYPE: &str = "OS::Glance::Image";

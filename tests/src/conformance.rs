@@ -27,8 +27,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use glass_host::runtime::WasmStore;
-use glass_host::store::{ByteReader, ImageStore, StoreError, Stored};
+use glass_runtime::WasmStore;
+use glass_runtime::store::{ByteReader, ImageStore, StoreError, Stored};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use uuid::Uuid;
 

@@ -220,7 +220,7 @@ async fn plugin_admin_api_lists_swaps_and_rolls_back() {
         &admin,
         Method::PUT,
         "/glass/v1/plugins/fast",
-        glass_host::runtime::STORE_FS.to_vec(),
+        glass_runtime::STORE_FS.to_vec(),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -263,7 +263,7 @@ async fn hot_swap_under_load_fails_no_request() {
     let report = glass_tests::load::swap_under_load(
         server.admin(),
         "fast",
-        glass_host::runtime::STORE_FS.to_vec(),
+        glass_runtime::STORE_FS.to_vec(),
         4,
         256 * 1024,
         Duration::from_secs(20),

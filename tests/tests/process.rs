@@ -288,7 +288,7 @@ async fn plugins_cli_lists_loads_and_rolls_back() {
     assert!(stdout.contains("glass:store@0.1.0"), "{stdout}");
 
     let component = dir.path().join("store-fs.wasm");
-    std::fs::write(&component, glass_host::runtime::STORE_FS).unwrap();
+    std::fs::write(&component, glass_runtime::STORE_FS).unwrap();
     let (ok, stdout, stderr) = cli(&["load", "fs", component.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("1 earlier version"), "{stdout}");

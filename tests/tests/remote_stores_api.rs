@@ -95,7 +95,7 @@ async fn s3_and_swift_round_trip_and_a_hot_swap_under_load() {
     let report = glass_tests::load::swap_under_load(
         admin.clone(),
         "s3",
-        glass_host::runtime::STORE_S3.to_vec(),
+        glass_runtime::STORE_S3.to_vec(),
         4,
         1024 * 1024,
         Duration::from_secs(seconds),

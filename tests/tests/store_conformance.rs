@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use glass_host::runtime::{
+use glass_runtime::store::{ImageStore, StoreError};
+use glass_runtime::{
     ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec, WasmStore,
 };
-use glass_host::store::{ImageStore, StoreError};
 use glass_tests::backends::{self, Backend};
 use glass_tests::conformance::{self, Driver, Known, Pattern, check_pattern};
 use tokio::sync::RwLock;
@@ -648,7 +648,7 @@ async fn http_conformance() {
 }
 
 /// The sha256 of a stream, by `sha256sum` (the bytes pass through, never held).
-async fn sha256_of(mut reader: glass_host::store::ByteReader) -> String {
+async fn sha256_of(mut reader: glass_runtime::store::ByteReader) -> String {
     use std::process::Stdio;
     let mut child = tokio::process::Command::new("sha256sum")
         .stdin(Stdio::piped())
@@ -702,7 +702,7 @@ fn unavailable(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(_))
 }
 
-fn small() -> glass_host::store::ByteReader {
+fn small() -> glass_runtime::store::ByteReader {
     Box::pin(Pattern::new(1, 1000))
 }
 
@@ -993,7 +993,10 @@ async fn remote_failures_are_clear_and_bounded() {
     failed.assert_none();
 }
 
-async fn check_ok_len(mut reader: glass_host::store::ByteReader, want: u64) -> Result<(), String> {
+async fn check_ok_len(
+    mut reader: glass_runtime::store::ByteReader,
+    want: u64,
+) -> Result<(), String> {
     let n = tokio::io::copy(&mut reader, &mut tokio::io::sink())
         .await
         .map_err(|e| e.to_string())?;

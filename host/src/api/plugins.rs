@@ -27,9 +27,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::runtime::{ComponentSource, PluginStatus, ValidatorStatus, WasmStore};
 use crate::state::AppState;
 use crate::validators::ValidatorEntry;
+use glass_runtime::{ComponentSource, PluginStatus, ValidatorStatus, WasmStore};
 
 /// Largest component accepted by `PUT`.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;

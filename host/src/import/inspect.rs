@@ -17,8 +17,8 @@ use glass_registry::Image;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::runtime::{InspectDetected as Detected, InspectFeed, InspectReport, InspectResult};
 use crate::state::AppState;
+use glass_runtime::{InspectDetected as Detected, InspectFeed, InspectReport, InspectResult};
 
 /// The formats the inspector recognises: a `disk_format` outside this list (ami, aki, ari,
 /// ploop, …) is not inspectable, and raw-looking content is fine for it.

@@ -57,9 +57,9 @@ pub struct Imports {
     pub staging: Arc<Staging>,
     /// The disk-format inspector component, compiled in the background from start-up
     /// ([`load_inspector`]); the first inspection waits for it.
-    inspector: tokio::sync::OnceCell<Arc<crate::runtime::WasmInspector>>,
+    inspector: tokio::sync::OnceCell<Arc<glass_runtime::WasmInspector>>,
     /// How to load it (unset: inspection is off).
-    loader: std::sync::OnceLock<(crate::runtime::Runtime, crate::runtime::Limits)>,
+    loader: std::sync::OnceLock<(glass_runtime::Runtime, glass_runtime::Limits)>,
     /// The imports running on this node (`recovery`).
     pub journal: recovery::Journal,
 }
@@ -80,12 +80,12 @@ impl Imports {
 /// Starts loading the built-in disk-format inspector (`plugins/inspect-format`) with the
 /// limits of `[image_format]`, in the background: compiling it takes seconds on a cold
 /// cache, and only inspections need to wait for it.
-pub fn load_inspector(state: &AppState, runtime: &crate::runtime::Runtime) {
+pub fn load_inspector(state: &AppState, runtime: &glass_runtime::Runtime) {
     if !state.config.image_format.inspect {
         return;
     }
     let cfg = &state.config.image_format;
-    let limits = crate::runtime::Limits {
+    let limits = glass_runtime::Limits {
         memory_bytes: cfg.inspector_memory_mb << 20,
         cpu_deadline: std::time::Duration::from_millis(cfg.inspector_deadline_ms.max(1)),
         network_timeout: std::time::Duration::from_secs(1),
@@ -102,7 +102,7 @@ pub fn load_inspector(state: &AppState, runtime: &crate::runtime::Runtime) {
 impl Imports {
     /// The inspector, once loaded (waits for the load); `None` when inspection is off. An
     /// inspector that cannot be loaded is a 503: data is never let through uninspected.
-    pub async fn inspector(&self) -> Result<Option<Arc<crate::runtime::WasmInspector>>, ApiError> {
+    pub async fn inspector(&self) -> Result<Option<Arc<glass_runtime::WasmInspector>>, ApiError> {
         let Some((runtime, limits)) = self.loader.get() else {
             return Ok(None);
         };
@@ -111,7 +111,7 @@ impl Imports {
                 runtime
                     .load_inspector(
                         "inspect-format",
-                        crate::runtime::ComponentSource::Bytes(crate::runtime::INSPECT_FORMAT),
+                        glass_runtime::ComponentSource::Bytes(glass_runtime::INSPECT_FORMAT),
                         *limits,
                     )
                     .await

@@ -44,7 +44,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHttp;
 
-use super::bindings::{Store as Driver, StorePre as DriverPre};
+use crate::bindings::store::{Store as Driver, StorePre as DriverPre};
 use crate::store::StoreError;
 
 /// How often the engine's epoch advances (the ticker thread in `Runtime`).

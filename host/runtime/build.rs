@@ -31,7 +31,8 @@ fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir
         .parent()
-        .expect("host/ has a parent")
+        .and_then(Path::parent)
+        .expect("host/runtime/ is two levels below the workspace")
         .to_path_buf();
     let plugins = workspace.join("plugins");
     let out_dir = PathBuf::from(env("OUT_DIR"));

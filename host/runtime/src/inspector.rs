@@ -22,21 +22,8 @@ use super::call::{CallSettings, CallState, CallStats, fault, new_store};
 use super::{ComponentSource, Limits, Runtime};
 use crate::store::StoreError;
 
-/// Host bindings for the `glass:inspect@0.1.0` world (a module of its own, like
-/// `bindings.rs`, so the generated names stay apart).
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: ["../wit/deps/io.wit", "../wit/glass-inspect@0.1.0"],
-        world: "glass:inspect/inspect",
-        exports: { default: async },
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-        },
-    });
-}
-
-use bindings::InspectPre;
-pub use bindings::exports::glass::inspect::inspector::{
+use crate::bindings::inspect::InspectPre;
+pub use crate::bindings::inspect::exports::glass::inspect::inspector::{
     Decompressed, Detected as InspectDetected, InspectError, Report as InspectReport,
     Violation as InspectViolation,
 };
@@ -241,7 +228,9 @@ impl WasmInspector {
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(wasmtime::Store<CallState>, bindings::Inspect) -> Fut + Send + 'static,
+        F: FnOnce(wasmtime::Store<CallState>, crate::bindings::inspect::Inspect) -> Fut
+            + Send
+            + 'static,
         Fut: std::future::Future<Output = (wasmtime::Store<CallState>, wasmtime::Result<T>)> + Send,
     {
         let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());

@@ -16,8 +16,10 @@ mod bindings;
 mod budget;
 mod cache;
 mod call;
+mod config;
 mod inspector;
 mod outbound;
+pub mod store;
 mod streams;
 mod validator;
 mod wasm_store;
@@ -34,6 +36,7 @@ use budget::Budget;
 pub use budget::CallBudgets;
 use cache::ComponentCache;
 use call::{CallState, TICK};
+pub use config::PluginCallsConfig;
 
 pub use inspector::{
     Decompressed, INSPECT_FORMAT, INSPECTOR_WIT, InspectDetected, InspectError, InspectFeed,

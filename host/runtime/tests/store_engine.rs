@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use glass_host::runtime::{
+use glass_runtime::store::{ByteReader, ImageStore, StoreError};
+use glass_runtime::{
     ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec, WasmStore,
 };
-use glass_host::store::{ByteReader, ImageStore, StoreError};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use uuid::Uuid;
 

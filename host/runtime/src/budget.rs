@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::PluginCallsConfig;
 use crate::store::StoreError;
 
 /// Instances beyond the budgets: loading and reloading plugins (their `info` calls).
@@ -30,12 +31,12 @@ pub struct CallBudgets {
 
 impl Default for CallBudgets {
     fn default() -> Self {
-        Self::from_config(&crate::config::PluginCallsConfig::default())
+        Self::from_config(&PluginCallsConfig::default())
     }
 }
 
 impl CallBudgets {
-    pub fn from_config(c: &crate::config::PluginCallsConfig) -> Self {
+    pub fn from_config(c: &PluginCallsConfig) -> Self {
         CallBudgets {
             uploads_per_store: c.uploads_per_store.max(1),
             downloads_per_store: c.downloads_per_store.max(1),

@@ -22,11 +22,11 @@ use wasmtime::Engine;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use super::bindings::{Capabilities, StorePre as DriverPre, WitStoreError};
 use super::budget::Budget;
 use super::call::{Call, CallSettings, CallState, CallStats};
 use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
 use super::{CallBudgets, ComponentSource, Runtime, StoreSpec};
+use crate::bindings::store::{Capabilities, StorePre as DriverPre, WitStoreError};
 use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
 
 /// Bytes a driver may queue on a `get` output-stream before the host has written them on.

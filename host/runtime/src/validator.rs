@@ -16,18 +16,8 @@ use super::call::{CallSettings, CallState, CallStats, fault, new_store};
 use super::{ComponentSource, Limits, PluginTotals, Runtime};
 use crate::store::StoreError;
 
-/// Host bindings for the `glass:metadef@0.1.0` world (a module of its own, like
-/// `bindings.rs`, so the generated names stay apart).
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: ["../wit/glass-metadef@0.1.0"],
-        world: "glass:metadef/validator",
-        exports: { default: async },
-    });
-}
-
-use bindings::ValidatorPre;
-pub use bindings::exports::glass::metadef::validate::{
+use crate::bindings::metadef::ValidatorPre;
+pub use crate::bindings::metadef::exports::glass::metadef::validate::{
     Change as ValidatorChange, ChangeOp as ValidatorChangeOp, Namespace as ValidatorNamespace,
     Property as ValidatorProperty, PropertyDefinition as ValidatorPropertyDefinition, Violation,
 };
@@ -251,7 +241,13 @@ async fn start(
     engine: &wasmtime::Engine,
     loaded: &Loaded,
     settings: &CallSettings,
-) -> Result<(wasmtime::Store<CallState>, bindings::Validator), StoreError> {
+) -> Result<
+    (
+        wasmtime::Store<CallState>,
+        crate::bindings::metadef::Validator,
+    ),
+    StoreError,
+> {
     let mut store = new_store(engine, settings, &loaded.stats, Arc::new(AtomicU64::new(0)))?;
     match loaded.pre.instantiate_async(&mut store).await {
         Ok(validator) => Ok((store, validator)),
