@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, env = "GLASS_TARGET_TOKEN", global = true)]
         target_token: Option<String>,
         #[command(subcommand)]
-        action: glass_host::replicate::Action,
+        action: glass_host::manage::replicate::Action,
     },
     /// Maintenance: offline work on the data directory (the server must not be running), and
     /// `restore-image` through a running server.
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
         url: String,
         #[command(subcommand)]
-        action: glass_host::admin_cli::Action,
+        action: glass_host::manage::admin::Action,
     },
     /// The image cache of a running server (admin): list, queue, delete, clear, prune, clean.
     Cache {
@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, env = "GLASS_URL", default_value = "http://127.0.0.1:9292")]
         url: String,
         #[command(subcommand)]
-        action: glass_host::admin_cli::CacheAction,
+        action: glass_host::manage::admin::CacheAction,
     },
 }
 
@@ -91,10 +91,10 @@ enum ManageAction {
     MigrateRegistry {
         /// sled:DIR (a registry directory, e.g. <data_dir>/registry) or postgres:URL.
         #[arg(long)]
-        from: glass_host::migrate::Endpoint,
+        from: glass_host::manage::migrate::Endpoint,
         /// sled:DIR or postgres:URL.
         #[arg(long)]
-        to: glass_host::migrate::Endpoint,
+        to: glass_host::manage::migrate::Endpoint,
         /// Also remove from the destination the images and namespaces the source lacks.
         #[arg(long)]
         prune: bool,
@@ -142,28 +142,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Manage {
             action: ManageAction::RestoreImage { image_id, url },
             ..
-        } => glass_host::admin_cli::restore_image(&url, &image_id).await,
+        } => glass_host::manage::admin::restore_image(&url, &image_id).await,
         Command::Manage {
             action: ManageAction::MigrateRegistry { from, to, prune },
             ..
-        } => glass_host::migrate::run(&from, &to, prune).await,
+        } => glass_host::manage::migrate::run(&from, &to, prune).await,
         Command::Manage {
             config,
             data_dir,
             action,
         } => manage(config, data_dir, action).await,
-        Command::Plugins { url, action } => glass_host::admin_cli::plugins(&url, action).await,
-        Command::Cache { url, action } => glass_host::admin_cli::cache(&url, action).await,
+        Command::Plugins { url, action } => glass_host::manage::admin::plugins(&url, action).await,
+        Command::Cache { url, action } => glass_host::manage::admin::cache(&url, action).await,
         Command::Replicate {
             source_token,
             target_token,
             action,
         } => {
-            let tokens = glass_host::replicate::Tokens {
+            let tokens = glass_host::manage::replicate::Tokens {
                 source: source_token,
                 target: target_token,
             };
-            glass_host::replicate::run(action, tokens).await
+            glass_host::manage::replicate::run(action, tokens).await
         }
     }
 }
@@ -190,7 +190,7 @@ async fn manage(
     let registry = registry.as_ref();
     match action {
         ManageAction::LoadMetadefs { dir } => {
-            let loaded = glass_host::metadefs_files::load(registry, &dir).await?;
+            let loaded = glass_host::manage::metadefs_files::load(registry, &dir).await?;
             println!(
                 "loaded {} metadata definition namespaces from {}",
                 loaded.len(),
@@ -198,7 +198,7 @@ async fn manage(
             );
         }
         ManageAction::ExportMetadefs { dir } => {
-            let written = glass_host::metadefs_files::export(registry, &dir).await?;
+            let written = glass_host::manage::metadefs_files::export(registry, &dir).await?;
             println!(
                 "exported {} metadata definition namespaces to {}",
                 written.len(),

@@ -1,0 +1,258 @@
+//! Crash safety of imports. Every import this node runs is journaled
+//! (`<data_dir>/import-tasks/<task>.json`, fsynced, removed when the task ends), so at
+//! start-up — before the listener opens — [`recover`] finds the imports the previous process
+//! died in (and only this node's: with a shared registry another node's running imports are
+//! left alone) and fails them cleanly: the task ends in `failure`, the copies it had written
+//! are removed (partial data discarded in every target store), the import lock is dropped,
+//! the stores it had not finished go to `os_glance_failed_import`, and an image left
+//! `importing` goes back to `queued` (copy-image leaves it `active`). Then the staging area
+//! is swept: only the complete staged data of an image still `uploading` (staged, waiting
+//! for its import) stays; a stage that died half-way puts its image back to `queued`.
+
+use std::path::{Path, PathBuf};
+
+use glass_registry::{ImageStatus, Location, TaskStatus, now};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    FAILED_KEY, IMPORTING_KEY, LOCK_KEY, TASK_LOCATION_KEY, merge_store_list, revert_status,
+};
+use crate::access::modify_image;
+use crate::Error;
+use crate::auth::identity::Identity;
+use crate::Service;
+
+/// What the journal keeps of a running import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub task: Uuid,
+    pub image: Uuid,
+    pub method: String,
+    pub stores: Vec<String>,
+}
+
+/// The journal of the imports running on this node.
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Journal { dir })
+    }
+
+    fn path(&self, task: Uuid) -> PathBuf {
+        self.dir.join(format!("{task}.json"))
+    }
+
+    /// Records a starting import (durably: written, fsynced, renamed into place).
+    pub fn record(&self, entry: &JournalEntry) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!("{}.tmp", entry.task));
+        let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.path(entry.task))?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The import ended.
+    pub fn remove(&self, task: Uuid) {
+        if let Err(e) = std::fs::remove_file(self.path(task))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(task = %task, error = %e, "removing the import journal entry");
+        }
+    }
+
+    /// Every journaled import.
+    pub fn entries(&self) -> Vec<(PathBuf, Option<JournalEntry>)> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .map(|e| e.path())
+            .map(|p| {
+                let entry = std::fs::read(&p)
+                    .ok()
+                    .filter(|_| p.extension().is_some_and(|x| x == "json"))
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                (p, entry)
+            })
+            .collect()
+    }
+}
+
+/// Fails the imports a crash interrupted and sweeps the staging area.
+pub async fn recover(state: &Service) -> Result<(), Error> {
+    for (path, entry) in state.imports.journal.entries() {
+        match entry {
+            Some(entry) => fail_interrupted(state, &entry).await?,
+            None => tracing::warn!(file = %path.display(), "unreadable import journal entry"),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    sweep_staging(state).await
+}
+
+const INTERRUPTED: &str = "The import was interrupted: the server stopped while it ran";
+
+async fn fail_interrupted(state: &Service, entry: &JournalEntry) -> Result<(), Error> {
+    tracing::warn!(task = %entry.task, image = %entry.image, method = %entry.method,
+        "failing an import interrupted by a restart");
+    if let Some(task) = state.registry.get_task(entry.task).await?
+        && matches!(task.status, TaskStatus::Pending | TaskStatus::Processing)
+    {
+        let ttl = chrono::Duration::hours(state.config.import.task_time_to_live_h as i64);
+        super::set_task(state, entry.task, |t| {
+            t.status = TaskStatus::Failure;
+            t.message = INTERRUPTED.into();
+            t.expires_at = Some(now() + ttl);
+        })
+        .await?;
+    }
+    let lock = entry.task.to_string();
+    let copy = entry.method == "copy-image";
+    let mut removed: Vec<Location> = Vec::new();
+    let result = modify_image(state, &Identity::system(), entry.image, |img| {
+        removed.clear();
+        if img.properties.get(LOCK_KEY) != Some(&lock) {
+            return Ok(());
+        }
+        // An import that had already made the image active (killed before it released its
+        // lock) recorded verified copies: they stay, only its unfinished stores failed.
+        let committed =
+            !copy && matches!(img.status, ImageStatus::Active | ImageStatus::Deactivated);
+        if !committed {
+            let (mine, keep): (Vec<Location>, Vec<Location>) =
+                img.locations.drain(..).partition(|l| {
+                    l.metadata.get(TASK_LOCATION_KEY).and_then(Value::as_str) == Some(lock.as_str())
+                });
+            img.locations = keep;
+            removed.extend(mine);
+        }
+        let unfinished: Vec<String> = img
+            .properties
+            .get(IMPORTING_KEY)
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| entry.stores.iter().any(|t| t == s))
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut failed = unfinished;
+        failed.extend(removed.iter().map(|l| l.store.clone()));
+        merge_store_list(img, IMPORTING_KEY, &entry.stores, true);
+        merge_store_list(img, FAILED_KEY, &failed, false);
+        img.properties.remove(LOCK_KEY);
+        if !copy && !committed && img.status != ImageStatus::Queued {
+            revert_status(img);
+        }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    for location in &removed {
+        if let Some(store) = state.stores.get(&location.store)
+            && let Err(e) = store.delete(&location.url).await
+        {
+            tracing::warn!(store = %location.store, error = %e,
+                "removing a copy written by an interrupted import");
+        }
+    }
+    for store_id in &entry.stores {
+        if let Some(store) = state.stores.get(store_id)
+            && let Err(e) = store.discard_partial(entry.image).await
+        {
+            tracing::warn!(store = %store_id, error = %e,
+                "discarding partial data of an interrupted import");
+        }
+    }
+    state.imports.staging.remove_all(entry.image).await;
+    Ok(())
+}
+
+/// Keeps only the complete staged data of images still `uploading` without an import;
+/// everything else in the staging area goes. An `uploading` image whose stage died goes
+/// back to `queued`.
+async fn sweep_staging(state: &Service) -> Result<(), Error> {
+    let staging = state.imports.staging.clone();
+    let (images, strays) = staging.staged_images();
+    for stray in strays {
+        remove_path(&stray);
+    }
+    for id in images {
+        let image = state.registry.get_image(id).await?;
+        let waiting = image.as_ref().is_some_and(|i| {
+            i.status == ImageStatus::Uploading && !i.properties.contains_key(LOCK_KEY)
+        });
+        if waiting && staging.has(id) {
+            // Staged and waiting for its import: only derived and partial files go.
+            for suffix in ["partial", "uc", "converted"] {
+                if let Ok(p) = staging.path(&format!("{id}.{suffix}")) {
+                    remove_path(&p);
+                }
+            }
+            continue;
+        }
+        staging.remove_all(id).await;
+        if waiting {
+            revert_dead_stage(state, id).await?;
+        }
+        tracing::info!(image = %id, "staging area: removed data of a finished or dead import");
+    }
+    // Images left uploading with nothing staged at all (the stage died before writing).
+    // Only with the embedded registry: with a shared one, another node may hold the data.
+    if state.config.registry.backend != crate::config::RegistryBackend::Sled {
+        return Ok(());
+    }
+    for id in state.registry.image_ids().await? {
+        let Some(image) = state.registry.get_image(id).await? else {
+            continue;
+        };
+        if image.status == ImageStatus::Uploading
+            && !image.properties.contains_key(LOCK_KEY)
+            && !staging.has(id)
+        {
+            revert_dead_stage(state, id).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn revert_dead_stage(state: &Service, id: Uuid) -> Result<(), Error> {
+    tracing::warn!(image = %id, "a stage interrupted by a restart: the image is queued again");
+    let result = modify_image(state, &Identity::system(), id, |img| {
+        if img.status == ImageStatus::Uploading && !img.properties.contains_key(LOCK_KEY) {
+            img.status = ImageStatus::Queued;
+            img.size = None;
+        }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_path(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), error = %e, "staging sweep");
+    }
+}
