@@ -21,7 +21,10 @@
 //! - iso: none (the format has no references to other files).
 //! - gpt/mbr: the protective MBR must be well-formed (`mbr`).
 //! - luks: any version but 1.
+//!
+//! [`decompress`] undoes gzip and zstd for the import plugins, within a size cap.
 
+pub mod decompress;
 mod formats;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
