@@ -16,33 +16,28 @@
 //! - qed: never allowed.
 //! - vhd: a differencing disk (it names a parent image).
 //! - vhdx: a parent locator (a differencing disk).
-//! - vmdk: anything but one self-contained sparse file (`vmdk.rs` says what qemu reads).
+//! - vmdk: anything but one self-contained sparse file (`formats/vmdk.rs` says what qemu reads).
 //! - vdi: a differencing (or undo) disk.
 //! - iso: none (the format has no references to other files).
 //! - gpt/mbr: the protective MBR must be well-formed (`mbr`).
 //! - luks: any version but 1.
+//!
+//! [`decompress`] undoes gzip and zstd for the import plugins, within a size cap.
 
+pub mod decompress;
 mod formats;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod luks;
 mod region;
-mod vmdk;
 
-pub use vmdk::SINGLE_FILE_TYPES as VMDK_SINGLE_FILE_TYPES;
+pub use formats::vmdk::SINGLE_FILE_TYPES as VMDK_SINGLE_FILE_TYPES;
+use formats::{Inspector, Verdict, violation};
 
 /// A safety rule an image breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub check: String,
     pub message: String,
-}
-
-fn violation(check: &str, message: impl Into<String>) -> Violation {
-    Violation {
-        check: check.into(),
-        message: message.into(),
-    }
 }
 
 /// A format the content matches.
@@ -64,38 +59,6 @@ pub struct Report {
     pub reached_end: bool,
 }
 
-/// Where one inspector stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
-    /// Needs more bytes.
-    Pending,
-    /// Not this format.
-    No,
-    /// This format.
-    Yes(Detected),
-    /// The signature is there but the structure is broken.
-    Broken(String),
-}
-
-/// One format's streaming inspector. Once it has decided (anything but `Pending`), its
-/// verdict never changes.
-trait Inspector {
-    fn name(&self) -> &'static str;
-    /// Feeds a chunk starting at `pos`.
-    fn feed(&mut self, pos: u64, chunk: &[u8]);
-    fn verdict(&self) -> Verdict;
-    /// Still undecided (what `verdict` says, without building it).
-    fn pending(&self) -> bool {
-        self.verdict() == Verdict::Pending
-    }
-    /// The inspector needs the end of the stream even though it has decided.
-    fn needs_end(&self) -> bool {
-        false
-    }
-    /// The stream ended after `total` bytes.
-    fn finish(&mut self, total: u64);
-}
-
 /// The formats recognised, as `info` lists them.
 pub const FORMATS: &[&str] = &[
     "raw", "qcow2", "qed", "vhd", "vhdx", "vmdk", "vdi", "iso", "gpt", "luks",
@@ -112,17 +75,7 @@ impl Inspection {
     /// An inspection of data claimed to be `claimed` (the image's `disk_format`).
     pub fn new(claimed: &str) -> Self {
         Inspection {
-            inspectors: vec![
-                Box::new(formats::Qcow2::new()),
-                Box::new(formats::Qed::new()),
-                Box::new(formats::Vhd::new()),
-                Box::new(formats::Vhdx::new()),
-                Box::new(vmdk::Vmdk::new()),
-                Box::new(formats::Vdi::new()),
-                Box::new(formats::Iso::new()),
-                Box::new(formats::Gpt::new()),
-                Box::new(luks::Luks::new(claimed == "luks")),
-            ],
+            inspectors: formats::all(claimed),
             pos: 0,
             ended: false,
         }

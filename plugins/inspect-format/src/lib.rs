@@ -2,10 +2,11 @@
 //! `inspect-format`): reads the image from the host's `wasi:io` input-stream in chunks, as far
 //! as the formats need (usually a few KiB; to the end only for a streamOptimized VMDK's
 //! footer or claimed LUKS), feeding the streaming parsers of `inspect-core`, and reports what
-//! it found. It keeps only the byte ranges the formats name, never the image.
+//! it found. It keeps only the byte ranges the formats name, never the image. Its
+//! decompression is `inspect-core`'s too.
 
-pub mod decompress;
 pub use inspect_core as formats;
+pub use inspect_core::decompress;
 
 /// Bindings generated from `wit/glass-inspect@0.1.0` (wasm only: the parsers are tested
 /// natively); the export glue is `unsafe` code of wit-bindgen's making.

@@ -4,51 +4,32 @@
 //! virtual size is the payload, what follows `payload-offset` sectors of header: known only
 //! at the end of the stream, so the inspector reads to the end when `luks` is claimed.
 
+use super::{HeaderFormat, Verdict, violation};
+use crate::Detected;
 use crate::region::{Region, be16, be32};
-use crate::{Detected, Inspector, Verdict, violation};
 
 const MAGIC: &[u8] = b"LUKS\xba\xbe";
 /// LUKS 1's header through `payload-offset` and `key-bytes`.
 const HEADER_LEN: usize = 112;
 
 pub(crate) struct Luks {
-    header: Region,
     /// `luks` is the claimed format: read to the end for the virtual size.
-    claimed: bool,
-    ended: Option<u64>,
+    pub(crate) claimed: bool,
 }
 
-impl Luks {
-    pub(crate) fn new(claimed: bool) -> Self {
-        Luks {
-            header: Region::new(0, HEADER_LEN),
-            claimed,
-            ended: None,
-        }
-    }
-}
+impl HeaderFormat for Luks {
+    const NAME: &'static str = "luks";
+    const OFFSET: u64 = 0;
+    const LEN: usize = HEADER_LEN;
 
-impl Inspector for Luks {
-    fn name(&self) -> &'static str {
-        "luks"
-    }
-
-    fn feed(&mut self, pos: u64, chunk: &[u8]) {
-        self.header.feed(pos, chunk);
-    }
-
-    fn finish(&mut self, total: u64) {
-        self.ended = Some(total);
-    }
-
-    fn verdict(&self) -> Verdict {
-        let h = &self.header.data;
+    fn judge(&self, header: &Region, ended: Option<u64>) -> Verdict {
+        let h = &header.data;
         let n = h.len().min(MAGIC.len());
         if h[..n] != MAGIC[..n] {
             return Verdict::No;
         }
         if h.len() < 8 {
-            return match self.ended {
+            return match ended {
                 Some(_) if n < MAGIC.len() => Verdict::No,
                 Some(total) => Verdict::Broken(format!("LUKS header cut short at {total} bytes")),
                 None => Verdict::Pending,
@@ -66,9 +47,9 @@ impl Inspector for Luks {
                 )],
             });
         }
-        if !self.header.complete() || (self.claimed && self.ended.is_none()) {
-            return match self.ended {
-                Some(total) if !self.header.complete() => {
+        if !header.complete() || (self.claimed && ended.is_none()) {
+            return match ended {
+                Some(total) if !header.complete() => {
                     Verdict::Broken(format!("LUKS header cut short at {total} bytes"))
                 }
                 _ => Verdict::Pending,
@@ -77,8 +58,7 @@ impl Inspector for Luks {
         let payload = u64::from(be32(h, 104)).saturating_mul(512);
         Verdict::Yes(Detected {
             format: "luks",
-            virtual_size: self
-                .ended
+            virtual_size: ended
                 .filter(|_| self.claimed)
                 .map(|total| total.saturating_sub(payload)),
             subformat: None,

@@ -23,8 +23,9 @@
 //! known ones; `parentFileNameHint` anywhere and a `parentCID` other than `ffffffff` are
 //! refused; the only extent must be `SPARSE` with a plain name; a capacity of 0 is refused.
 
+use super::{Inspector, Verdict, violation};
 use crate::region::{Region, Tail, TextRegion, le16, le32, le64};
-use crate::{Detected, Inspector, Verdict, Violation, violation};
+use crate::{Detected, Violation};
 
 /// The most qemu reads of a descriptor (`vmdk_read_desc`).
 const DESCRIPTOR_MAX: usize = (1 << 20) - 1;
