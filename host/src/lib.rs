@@ -9,8 +9,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use glass_api::AppState;
-pub use glass_images::config::{self, Config};
 pub use glass_images::Service;
+pub use glass_images::config::{self, Config};
 pub use glass_images::service::open_registry;
 
 /// The whole service as an axum router.

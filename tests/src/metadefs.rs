@@ -24,7 +24,7 @@ pub const FIXTURE_NAMESPACES: [&str; 3] = [
 /// Loads a directory of namespace files into the server's registry, as
 /// `glass manage load-metadefs` does; the error (file, line, reason) as text.
 pub async fn load(server: &TestServer, dir: &Path) -> Result<Vec<String>, String> {
-    glass_host::metadefs_files::load(&*server.state.registry, dir)
+    glass_host::manage::metadefs_files::load(&*server.state.registry, dir)
         .await
         .map_err(|e| format!("{e:#}"))
 }

@@ -2,9 +2,9 @@
 //! changes to an image: bad documents are 4xx, and no accepted change leaves an image past
 //! Glance's limits (names, values, tags) or with an attribute a client may not write.
 
-use glass_host::api::v2::patch::{self, Dialect};
-use glass_host::api::v2::properties;
-use glass_host::identity::Identity;
+use glass_images::Identity;
+use glass_images::patch::{self, Dialect};
+use glass_images::properties;
 use glass_registry::Image;
 use serde_json::{Value, json};
 

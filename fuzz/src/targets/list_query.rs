@@ -4,9 +4,9 @@
 
 use std::sync::LazyLock;
 
-use glass_host::api::v2::image_list::{parse_query, query_pairs};
-use glass_host::config::Config;
-use glass_host::identity::Identity;
+use glass_api::v2::image_list::{parse_query, query_pairs};
+use glass_images::Identity;
+use glass_images::config::Config;
 use glass_registry::SortKey;
 
 use crate::driver::{Target, signature};
@@ -114,8 +114,11 @@ impl Target for ListQuery {
         let who = reader();
         match parse_query(&pairs, &who, config) {
             Err(e) => {
-                if e.status().as_u16() != 400 {
-                    return Err(format!("{} for a bad query: {e}", e.status()));
+                if glass_api::error::status(&e).as_u16() != 400 {
+                    return Err(format!(
+                        "{} for a bad query: {e}",
+                        glass_api::error::status(&e)
+                    ));
                 }
                 let message = e.to_string();
                 Ok(signature(message.split(':').next().unwrap_or_default()))

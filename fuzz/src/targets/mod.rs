@@ -10,7 +10,7 @@ mod s3_wire;
 mod swift_wire;
 
 #[cfg(feature = "host")]
-use glass_host::error::ApiError;
+use glass_images::Error;
 
 #[cfg(feature = "host")]
 use crate::driver::Rng;
@@ -32,8 +32,8 @@ pub fn all() -> Vec<Box<dyn Target>> {
 
 /// Bad input must be the client's error (4xx), never a 5xx.
 #[cfg(feature = "host")]
-fn client_error(e: &ApiError) -> Result<u64, String> {
-    let status = e.status().as_u16();
+fn client_error(e: &Error) -> Result<u64, String> {
+    let status = glass_api::error::status(e).as_u16();
     if (400..500).contains(&status) {
         let message = e.to_string();
         let prefix: String = message.chars().take(24).collect();

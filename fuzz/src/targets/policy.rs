@@ -2,8 +2,8 @@
 //! no panic however deep or long, a parsed rule renders back to itself, and any policy the
 //! loader accepts evaluates in bounded time.
 
-use glass_host::identity::Identity;
-use glass_host::policy::{self, Policy, Target as PolicyTarget};
+use glass_images::Identity;
+use glass_images::auth::policy::{self, Policy, Target as PolicyTarget};
 
 use crate::driver::{Target, signature};
 

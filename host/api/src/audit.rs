@@ -11,9 +11,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Identity;
 use glass_images::periodic::auditor::{AUDIT_KEY, audit_all};
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/audit", get(findings).post(run))

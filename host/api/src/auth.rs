@@ -84,9 +84,11 @@ impl FromRequestParts<AppState> for Identity {
             }
             AuthMode::Noauth | AuthMode::TrustedHeaders => from_headers,
             // Set by `keystone::authenticate` from the validated token.
-            AuthMode::Keystone => parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
-                ApiError(Error::Unauthorized(AuthError::Invalid.to_string()))
-            })?,
+            AuthMode::Keystone => parts
+                .extensions
+                .get::<Identity>()
+                .cloned()
+                .ok_or_else(|| ApiError(Error::Unauthorized(AuthError::Invalid.to_string())))?,
         })
     }
 }

@@ -9,8 +9,8 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::media_type;
 use crate::error::ApiError;
+use crate::media_type;
 use glass_images::Error;
 
 /// Largest document read whole: axum's default body limit, which the extractors enforce on

@@ -14,11 +14,11 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use glass_images::view::image_body;
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::view::image_body;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -56,9 +56,9 @@ async fn restore(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
-    let id: Uuid = id.parse().map_err(|_| {
-        Error::NotFound(format!("No deleted image {id} is waiting for removal."))
-    })?;
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| Error::NotFound(format!("No deleted image {id} is waiting for removal.")))?;
     let image = state.scrub.restore(&state, id).await?;
     Ok(Json(
         serde_json::to_value(image_body(&image)).map_err(|e| Error::Internal(e.to_string()))?,

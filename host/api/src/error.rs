@@ -38,7 +38,14 @@ struct ErrorMessage(String);
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
-        match &self.0 {
+        status(&self.0)
+    }
+}
+
+/// The HTTP status of each kind of error: the one mapping.
+pub fn status(e: &Error) -> StatusCode {
+    {
+        match e {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -32,9 +32,7 @@ pub fn require_admin(who: &glass_images::Identity, what: &str) -> Result<(), Err
     if who.is_admin() {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "{what} requires the admin role."
-        )).into())
+        Err(Error::Forbidden(format!("{what} requires the admin role.")))
     }
 }
 

@@ -26,9 +26,9 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 use glass_images::validators::ValidatorEntry;
 use glass_runtime::{ComponentSource, PluginStatus, ValidatorStatus, WasmStore};
 
@@ -121,9 +121,9 @@ async fn load(
         plugin(&state, &store)?;
     }
     if component.is_empty() {
-        return Err(Error::BadRequest(
-            "The request body must be a WebAssembly component.".into(),
-        ).into());
+        return Err(
+            Error::BadRequest("The request body must be a WebAssembly component.".into()).into(),
+        );
     }
     if let Some(entry) = entry {
         let status = entry

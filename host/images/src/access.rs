@@ -5,9 +5,9 @@ use glass_registry::{Image, RegistryError, now};
 use uuid::Uuid;
 
 use crate::Error;
+use crate::Service;
 use crate::auth::identity::Identity;
 use crate::auth::policy::{self, Target};
-use crate::Service;
 
 /// Parses an image id from a path; anything that is not a UUID names no image.
 pub fn parse_image_id(raw: &str) -> Result<Uuid, Error> {

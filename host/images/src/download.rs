@@ -300,4 +300,3 @@ impl Transfer {
         futures_util::stream::iter(first.map(Ok)).chain(rest)
     }
 }
-

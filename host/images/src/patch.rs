@@ -4,9 +4,9 @@
 use glass_registry::Image;
 use serde_json::Value;
 
-use crate::properties;
 use crate::Error;
 use crate::auth::identity::Identity;
+use crate::properties;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -169,9 +169,7 @@ pub fn apply(image: &mut Image, change: &Change, caller: &Identity) -> Result<()
         Op::Add(v) => properties::set(image, name, v, caller),
         Op::Replace(v) => {
             if !core && !image.properties.contains_key(name) {
-                return Err(Error::Conflict(format!(
-                    "Property {name} does not exist."
-                )));
+                return Err(Error::Conflict(format!("Property {name} does not exist.")));
             }
             properties::set(image, name, v, caller)
         }
@@ -182,9 +180,7 @@ pub fn apply(image: &mut Image, change: &Change, caller: &Identity) -> Result<()
                 )));
             }
             if image.properties.remove(name).is_none() {
-                return Err(Error::Conflict(format!(
-                    "Property {name} does not exist."
-                )));
+                return Err(Error::Conflict(format!("Property {name} does not exist.")));
             }
             Ok(())
         }

@@ -86,9 +86,7 @@ pub fn check_writable(name: &str) -> Result<(), Error> {
         )));
     }
     if RESERVED.contains(&name) || name.starts_with("os_glance") {
-        return Err(Error::Forbidden(format!(
-            "Attribute '{name}' is reserved."
-        )));
+        return Err(Error::Forbidden(format!("Attribute '{name}' is reserved.")));
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
-use glass_runtime::{CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec};
+use glass_runtime::{
+    CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec,
+};
 
 use crate::stores::{StoreEntry, StoreSet};
 
@@ -48,8 +50,11 @@ impl Service {
         let metrics = Arc::new(Metrics::new(stores.clone()));
         let keystone = match config.auth {
             crate::config::AuthMode::Keystone => Some(Arc::new(
-                crate::auth::keystone::Keystone::new(config.keystone.clone(), metrics.keystone.clone())
-                    .map_err(std::io::Error::other)?,
+                crate::auth::keystone::Keystone::new(
+                    config.keystone.clone(),
+                    metrics.keystone.clone(),
+                )
+                .map_err(std::io::Error::other)?,
             )),
             _ => None,
         };

@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
-use crate::access::{check_image_rule, modify_image};
 use crate::Error;
-use crate::hashing::{Digests, ParallelHasher};
-use crate::auth::identity::Identity;
-use crate::metrics::Direction;
 use crate::Service;
+use crate::access::{check_image_rule, modify_image};
+use crate::auth::identity::Identity;
+use crate::hashing::{Digests, ParallelHasher};
+use crate::metrics::Direction;
 use crate::stores::{ImageStore, StoreError};
 use crate::undo::UndoGuard;
 
@@ -26,18 +26,12 @@ use crate::undo::UndoGuard;
 const PIPE_DEPTH: usize = 16;
 
 /// What undoes a failed upload: its partial data discarded, the image queued again.
-fn undo_upload(
-    state: Service,
-    store: Arc<dyn ImageStore>,
-    id: Uuid,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        if let Err(e) = store.discard_partial(id).await {
-            tracing::warn!(image = %id, error = %e, "discarding partial upload failed");
-        }
-        if let Err(e) = revert_to_queued(&state, id).await {
-            tracing::warn!(image = %id, error = %e, "reverting failed upload to queued");
-        }
+async fn undo_upload(state: Service, store: Arc<dyn ImageStore>, id: Uuid) {
+    if let Err(e) = store.discard_partial(id).await {
+        tracing::warn!(image = %id, error = %e, "discarding partial upload failed");
+    }
+    if let Err(e) = revert_to_queued(&state, id).await {
+        tracing::warn!(image = %id, error = %e, "reverting failed upload to queued");
     }
 }
 
@@ -69,11 +63,10 @@ fn target_store(
     name: Option<&str>,
 ) -> Result<(String, Arc<dyn ImageStore>), Error> {
     let entry = match name {
-        Some(name) => {
-            state.stores.entry(name).ok_or_else(|| {
-                Error::BadRequest(format!("Unknown scheme '{name}' found in URI"))
-            })?
-        }
+        Some(name) => state
+            .stores
+            .entry(name)
+            .ok_or_else(|| Error::BadRequest(format!("Unknown scheme '{name}' found in URI")))?,
         None => {
             let (id, _) = state
                 .stores
@@ -115,9 +108,7 @@ pub fn store_failure(store_id: &str, e: StoreError) -> Error {
 
 fn store_error(e: StoreError) -> Error {
     match e {
-        StoreError::Input(msg) => {
-            Error::BadRequest(format!("Error reading the image data: {msg}"))
-        }
+        StoreError::Input(msg) => Error::BadRequest(format!("Error reading the image data: {msg}")),
         StoreError::PluginFault { .. } | StoreError::Other(_) => {
             tracing::error!(error = %e, "store failure");
             Error::Internal(e.to_string())
@@ -232,16 +223,7 @@ where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let streamed = stream_into_store(
-        state,
-        id,
-        store_id,
-        &store,
-        body,
-        sizes,
-        inspect,
-    )
-    .await?;
+    let streamed = stream_into_store(state, id, store_id, &store, body, sizes, inspect).await?;
     let Streamed {
         stored,
         digests,
@@ -427,9 +409,7 @@ async fn activate(
     .await
     .map(|_| ())
     .map_err(|e| match e {
-        Error::NotFound(_) => {
-            Error::Conflict(format!("Image {id} was deleted during the upload"))
-        }
+        Error::NotFound(_) => Error::Conflict(format!("Image {id} was deleted during the upload")),
         e => e,
     })
 }

@@ -26,13 +26,13 @@ use glass_registry::{Image, MetadefDefinition, MetadefVisibility};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::access::{check_image_rule, visible_image};
-use crate::view::image_body;
-use crate::patch::{self, Change, Op};
-use crate::config::{ValidatorConfig, ValidatorFailure, ValidatorMode};
 use crate::Error;
-use crate::auth::identity::Identity;
 use crate::Service;
+use crate::access::{check_image_rule, visible_image};
+use crate::auth::identity::Identity;
+use crate::config::{ValidatorConfig, ValidatorFailure, ValidatorMode};
+use crate::patch::{self, Change, Op};
+use crate::view::image_body;
 use glass_runtime::{
     Limits, Runtime, ValidationInput, ValidatorChange, ValidatorChangeOp, ValidatorNamespace,
     ValidatorProperty, ValidatorPropertyDefinition, ValidatorSpec, Violation, WasmValidator,
@@ -163,11 +163,7 @@ pub async fn check_patch(
 }
 
 /// Runs the chain on `image` after `changes`.
-async fn run(
-    state: &Service,
-    image: &Image,
-    changes: Vec<ValidatorChange>,
-) -> Result<(), Error> {
+async fn run(state: &Service, image: &Image, changes: Vec<ValidatorChange>) -> Result<(), Error> {
     let properties = match serde_json::to_value(image_body(image)) {
         Ok(Value::Object(fields)) => fields
             .into_iter()

@@ -172,7 +172,7 @@ async fn queue_prefetch_delete_clean_and_prune() {
 
     // The prefetcher fills both and empties the queue.
     let cache = server.state.cache.clone().unwrap();
-    glass_host::periodic::prefetch_queued(&server.state, &cache).await;
+    glass_images::periodic::prefetch_queued(&server.state, &cache).await;
     let state = cache_state(&admin).await;
     assert_eq!(
         state["cached_images"].as_array().unwrap().len(),

@@ -29,3 +29,4 @@ mod replicate;
 mod store_conformance;
 mod two_nodes;
 mod validators;
+mod wit_released;

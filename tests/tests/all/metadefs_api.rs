@@ -698,7 +698,7 @@ async fn loading_definition_files() {
 
     // Export, then load the export into another server: the same definitions.
     let out = tempfile::tempdir().unwrap();
-    let files = glass_host::metadefs_files::export(&*server.state.registry, out.path())
+    let files = glass_host::manage::metadefs_files::export(&*server.state.registry, out.path())
         .await
         .expect("export");
     assert_eq!(files.len(), 3);

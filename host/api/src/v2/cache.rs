@@ -13,11 +13,11 @@ use glass_registry::ImageStatus;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use glass_images::cache::ImageCache;
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::cache::ImageCache;
 
 fn cache(state: &AppState, who: &Identity, action: &str) -> Result<Arc<ImageCache>, Error> {
     state
@@ -69,7 +69,8 @@ pub async fn queue_image(
     if image.status != ImageStatus::Active {
         return Err(Error::BadRequest(
             "Only images with status active can be targeted for queueing".into(),
-        ).into());
+        )
+        .into());
     }
     cache
         .queue(uuid)

@@ -23,7 +23,8 @@ pub async fn download(
     if image.status == ImageStatus::Deactivated && !who.is_admin() {
         return Err(Error::Forbidden(
             "The requested image has been deactivated. Image data download is forbidden.".into(),
-        ).into());
+        )
+        .into());
     }
     check_image_rule(&state, &who, &image, "download_image")?;
     let Some(size) = image.size else {

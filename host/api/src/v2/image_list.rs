@@ -13,12 +13,12 @@ use glass_registry::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use glass_images::view::{ImageBody, image_body};
-use glass_images::config::Config;
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::config::Config;
+use glass_images::view::{ImageBody, image_body};
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::BadRequest(msg.into())

@@ -10,15 +10,15 @@ use glass_registry::{Image, ImageStatus, RegistryError, Visibility};
 use serde_json::Value;
 use uuid::Uuid;
 
-use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
-use glass_images::view::image_body;
-use glass_images::{patch, properties};
-use crate::{json_body, media_type};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{json_body, media_type};
 use glass_images::Error;
 use glass_images::Identity;
+use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use glass_images::auth::policy::Target;
-use crate::state::AppState;
+use glass_images::view::image_body;
+use glass_images::{patch, properties};
 
 pub async fn create(
     State(state): State<AppState>,
@@ -39,27 +39,24 @@ pub async fn create(
 }
 
 /// A new queued image from a `POST /v2/images` body, with every check of that call.
-pub async fn create_image(
-    state: &AppState,
-    who: &Identity,
-    body: &Bytes,
-) -> Result<Image, Error> {
+pub async fn create_image(state: &AppState, who: &Identity, body: &Bytes) -> Result<Image, Error> {
     if body.is_empty() {
-        return Err(Error::BadRequest("Body expected in request.".into()).into());
+        return Err(Error::BadRequest("Body expected in request.".into()));
     }
     let Value::Object(fields) = json_body(body)? else {
         return Err(Error::BadRequest(
             "Unexpected body type. Expected list/dict.".into(),
-        ).into());
+        ));
     };
     let id = match fields.get("id") {
         None | Some(Value::Null) => Uuid::new_v4(),
-        Some(Value::String(s)) if properties::is_uuid(s) => Uuid::parse_str(s)
-            .map_err(|_| Error::BadRequest(format!("Invalid image id '{s}'")))?,
+        Some(Value::String(s)) if properties::is_uuid(s) => {
+            Uuid::parse_str(s).map_err(|_| Error::BadRequest(format!("Invalid image id '{s}'")))?
+        }
         Some(other) => {
             return Err(Error::BadRequest(format!(
                 "Provided object does not match schema 'image': {other} does not match the UUID pattern (attribute 'id')"
-            )).into());
+            )));
         }
     };
     let mut image = Image::new(id, who.project.clone());
@@ -69,18 +66,18 @@ pub async fn create_image(
             "locations" => {
                 return Err(Error::Forbidden(
                     "Attribute 'locations' is reserved.".into(),
-                ).into());
+                ));
             }
             "owner" if !who.is_admin() && value.as_str() != who.project.as_deref() => {
                 return Err(Error::Forbidden(format!(
                     "You are not permitted to create images owned by '{}'",
                     value.as_str().unwrap_or_default()
-                )).into());
+                )));
             }
             extra if !properties::is_core(extra) && extra.chars().count() > 255 => {
                 return Err(Error::BadRequest(
                     "Custom property should not be greater than 255 characters.".into(),
-                ).into());
+                ));
             }
             _ => {}
         }
@@ -94,7 +91,7 @@ pub async fn create_image(
                 format!("You are not permitted to create images owned by '{owner}'")
             }
             _ => "You are not authorized to complete add_image action.".into(),
-        }).into());
+        }));
     }
     check_visibility_rule(state, who, &image)?;
     check_quotas(state, &image)?;
@@ -174,9 +171,7 @@ pub async fn delete(
     for _ in 0..32 {
         let image = match visible_image(&state, &who, id).await {
             Err(Error::NotFound(_)) => {
-                return Err(Error::NotFound(format!(
-                    "Failed to find image {id} to delete"
-                )).into());
+                return Err(Error::NotFound(format!("Failed to find image {id} to delete")).into());
             }
             other => other?,
         };
@@ -184,7 +179,8 @@ pub async fn delete(
         if image.protected {
             return Err(Error::Forbidden(format!(
                 "Image {id} is protected and cannot be deleted."
-            )).into());
+            ))
+            .into());
         }
         match state.registry.delete_image(id, image.revision).await {
             Ok(()) => {
@@ -196,9 +192,7 @@ pub async fn delete(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Conflict(format!(
-        "Image {id} is busy; try again."
-    )).into())
+    Err(Error::Conflict(format!("Image {id} is busy; try again.")).into())
 }
 
 pub async fn deactivate(
@@ -252,7 +246,7 @@ async fn change_activation(
             }
             status => Err(Error::Forbidden(format!(
                 "Not allowed to {action} image in status '{status}'"
-            )).into()),
+            ))),
         }
     })
     .await?;

@@ -15,15 +15,15 @@ use glass_registry::{Image, ImageStatus, TaskStatus, now};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
-use glass_images::upload::{Sizes, stream_into_store};
-use crate::{header_u64, json_body, media_type};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{header_u64, json_body, media_type};
 use glass_images::Error;
 use glass_images::Identity;
+use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use glass_images::import::{self, FAILED_KEY, IMPORTING_KEY, ImportRequest, LOCK_KEY, Method};
-use crate::state::AppState;
 use glass_images::stores::ImageStore;
+use glass_images::upload::{Sizes, stream_into_store};
 
 /// `GET /v2/info/import`: Glance's discovery of import methods.
 pub async fn info_import(State(state): State<AppState>) -> Json<Value> {
@@ -69,7 +69,8 @@ pub async fn stage(
     if !state.config.import.enabled("glance-direct") {
         return Err(Error::NotFound(
             "'glance-direct' method is not available at this site.".into(),
-        ).into());
+        )
+        .into());
     }
     let media_type = media_type(&headers);
     if media_type != "application/octet-stream" {
@@ -105,7 +106,7 @@ pub async fn stage(
             return Err(Error::Conflict(format!(
                 "Image status transition from {} to uploading is not allowed",
                 image.status
-            )).into());
+            )));
         }
         image.status = ImageStatus::Uploading;
         Ok(())
@@ -114,9 +115,7 @@ pub async fn stage(
     let guard = glass_images::import::stage::guard(&state, id);
     if staging.has(id) {
         guard.undo().await;
-        return Err(Error::Conflict(format!(
-            "The image {id} has data on staging"
-        )).into());
+        return Err(Error::Conflict(format!("The image {id} has data on staging")).into());
     }
     // Inspected now unless import plugins will decompress it first (then the plugin
     // inspects what it decompressed); every import inspects again on its way to a store.
@@ -193,7 +192,7 @@ fn parse_body(state: &AppState, body: &Value) -> Result<Body_, Error> {
     let Value::Object(fields) = body else {
         return Err(Error::BadRequest(
             "Unexpected body type. Expected list/dict.".into(),
-        ).into());
+        ));
     };
     let method = fields
         .get("method")
@@ -229,7 +228,7 @@ fn parse_body(state: &AppState, body: &Value) -> Result<Body_, Error> {
         Some(_) => {
             return Err(Error::BadRequest(
                 "'stores' must be a list of store ids".into(),
-            ).into());
+            ));
         }
     };
     let text = |key: &str| method.get(key).and_then(Value::as_str).map(String::from);
@@ -259,7 +258,7 @@ fn requested_stores(
         if body.stores.is_some() || header_store.is_some() {
             return Err(Error::BadRequest(
                 "All_stores parameter can't be used with x-image-meta-store header or stores parameter".into(),
-            ).into());
+            ));
         }
         state
             .stores
@@ -273,7 +272,7 @@ fn requested_stores(
             (Some(_), Some(_)) => {
                 return Err(Error::BadRequest(
                     "Stores parameter and x-image-meta-store header can't be both specified".into(),
-                ).into());
+                ));
             }
             (Some(stores), None) => stores.clone(),
             (None, Some(store)) => vec![store],
@@ -294,7 +293,7 @@ fn requested_stores(
         if !entry.store.info().can_write {
             return Err(Error::Conflict(format!(
                 "Store {store} is read-only: images cannot be imported to it"
-            )).into());
+            )));
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -339,9 +338,9 @@ pub async fn import_image(
                 return Ok(StatusCode::ACCEPTED.into_response());
             }
         } else if let Some(store) = stores.iter().find(|s| present.contains(&s.as_str())) {
-            return Err(Error::BadRequest(format!(
-                "Image is already present at store '{store}'"
-            )).into());
+            return Err(
+                Error::BadRequest(format!("Image is already present at store '{store}'")).into(),
+            );
         }
     }
     let uri = match body.method {
@@ -385,7 +384,7 @@ pub async fn import_image(
         {
             return Err(Error::Conflict(format!(
                 "New operation on image '{id}' is not permitted as prior operation is still in progress"
-            )).into());
+            )));
         }
         img.properties.insert(LOCK_KEY.into(), task_id.clone());
         if let Some(old) = &busted {
@@ -444,7 +443,7 @@ pub async fn import_image(
 
 /// Glance's status preconditions of each method, and the formats an import needs.
 fn check_status(image: &Image, method: Method) -> Result<(), Error> {
-    let conflict = |m: &str| Err(Error::Conflict(m.to_string()).into());
+    let conflict = |m: &str| Err(Error::Conflict(m.to_string()));
     match (image.status, method) {
         (ImageStatus::Active, m) if m != Method::CopyImage => {
             return conflict("Image with status active cannot be target for import");
@@ -456,7 +455,7 @@ fn check_status(image: &Image, method: Method) -> Result<(), Error> {
             return Err(Error::Conflict(format!(
                 "Image needs to be in 'queued' state to use '{}' method",
                 method.name()
-            )).into());
+            )));
         }
         (s, Method::GlanceDirect) if s != ImageStatus::Uploading => {
             return conflict("Image needs to be staged before 'glance-direct' method can be used");
@@ -476,17 +475,17 @@ fn check_glance_download(body: &Body_) -> Result<(), Error> {
     if body.glance_region.is_none() {
         return Err(Error::BadRequest(
             "'glance_region' needs to be set for glance-download import method".into(),
-        ).into());
+        ));
     }
     let Some(remote) = &body.glance_image_id else {
         return Err(Error::BadRequest(
             "'glance_image_id' needs to be set for glance-download import method".into(),
-        ).into());
+        ));
     };
     if Uuid::parse_str(remote).is_err() {
         return Err(Error::BadRequest(format!(
             "Remote image id does not look like a UUID: {remote}"
-        )).into());
+        )));
     }
     Ok(())
 }
@@ -514,7 +513,7 @@ async fn check_lock(state: &AppState, image: &Image) -> Result<Option<Vec<String
     }
     let age = now() - task.updated_at;
     if age < expiry {
-        return Err(Error::Conflict("Image has active task".into()).into());
+        return Err(Error::Conflict("Image has active task".into()));
     }
     if matches!(task.status, TaskStatus::Pending | TaskStatus::Processing) {
         let _ = import::set_task(state, task.id, |t| {

@@ -7,8 +7,8 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use glass_images::Identity;
 use crate::state::AppState;
+use glass_images::Identity;
 use glass_images::stores::StoreEntry;
 
 /// Every store: id, description, `"default": "true"` on the default one and
@@ -23,9 +23,11 @@ pub async fn stores_detail(
     State(state): State<AppState>,
     who: Identity,
 ) -> Result<Json<Value>, ApiError> {
-    state
-        .policy
-        .enforce("stores_info_detail", &who, &glass_images::auth::policy::Target::new())?;
+    state.policy.enforce(
+        "stores_info_detail",
+        &who,
+        &glass_images::auth::policy::Target::new(),
+    )?;
     let stores: Vec<Value> = state
         .stores
         .entries()

@@ -19,13 +19,13 @@ use sha2::{Digest, Sha256, Sha512};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
-use crate::{RequestId, json_body};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{RequestId, json_body};
 use glass_images::Error;
 use glass_images::Identity;
+use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use glass_images::import::accept::Formats;
-use crate::state::AppState;
 
 const TASK_TYPE: &str = "location_import";
 
@@ -141,18 +141,24 @@ pub async fn add(
         return Err(Error::Conflict(format!(
             "It's not allowed to add locations if image status is {}.",
             image.status
-        )).into());
+        ))
+        .into());
     }
     check_image_rule(&state, &who, &image, "add_image_location")?;
     let Some(store) = http_store_for(&state, &url) else {
         return Err(Error::Forbidden(
             "http store must be enabled to use location API by normal user.".into(),
-        ).into());
+        )
+        .into());
     };
-    if image.properties.contains_key(glass_images::import::LOCK_KEY) {
+    if image
+        .properties
+        .contains_key(glass_images::import::LOCK_KEY)
+    {
         return Err(Error::Conflict(format!(
             "New operation on image '{id}' is not permitted as prior operation is still in progress"
-        )).into());
+        ))
+        .into());
     }
     let input = json!({
         "image_id": id.to_string(),
@@ -176,7 +182,8 @@ async fn run(
     store: String,
     validation: Validation,
 ) {
-    let _ = glass_images::import::set_task(&state, task, |t| t.status = TaskStatus::Processing).await;
+    let _ =
+        glass_images::import::set_task(&state, task, |t| t.status = TaskStatus::Processing).await;
     let outcome = match read_and_hash(&state, image, &store, &url, validation.algo).await {
         Ok(found) => match &validation.value {
             Some(want) if *want != found.hash => Err(format!(
@@ -299,7 +306,7 @@ async fn activate(
             return Err(Error::Conflict(format!(
                 "image {image} changed while its location was checked (now {})",
                 img.status
-            )).into());
+            )));
         }
         found.formats.still(img).map_err(Error::Conflict)?;
         img.locations.push(Location {

@@ -8,13 +8,13 @@ use axum::http::StatusCode;
 use glass_registry::{Image, Member, MemberStatus, Visibility, now};
 use serde_json::{Value, json};
 
-use glass_images::access::{check_image_rule, parse_image_id, visible_image};
-use glass_images::view::format_time;
-use crate::json_body;
 use crate::error::ApiError;
+use crate::json_body;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::access::{check_image_rule, parse_image_id, visible_image};
+use glass_images::view::format_time;
 
 fn member_json(m: &Member) -> Value {
     json!({
@@ -76,7 +76,7 @@ fn body_field(body: &Bytes, field: &str) -> Result<String, Error> {
         Some(Value::String(s)) if field == "member" && s.chars().count() > MAX_MEMBER_ID => {
             Err(Error::BadRequest(format!(
                 "Member id should not be greater than {MAX_MEMBER_ID} characters."
-            )).into())
+            )))
         }
         Some(Value::String(s)) => Ok(s.clone()),
         // A number or an object is no project id (Glance would store its Python repr).
@@ -94,7 +94,7 @@ pub async fn list(
     require_shared(&image, || {
         forbidden(format!(
             "Not allowed to list members for image {id}: Only shared images have members."
-        )).into()
+        ))
     })?;
     check_image_rule(&state, &who, &image, "get_members")?;
     let members = state.registry.list_members(id).await?;
@@ -119,7 +119,7 @@ pub async fn create(
     let image = visible_image(&state, &who, id).await?;
     check_image_rule(&state, &who, &image, "add_member")?;
     require_shared(&image, || {
-        forbidden(format!("Not allowed to create members for image {id}.")).into()
+        forbidden(format!("Not allowed to create members for image {id}."))
     })?;
     let count = state.registry.list_members(id).await?.len();
     if count >= state.config.image_member_quota {
@@ -170,7 +170,7 @@ pub async fn show(
     let id = parse_image_id(&id)?;
     let image = visible_image(&state, &who, id).await?;
     require_shared(&image, || {
-        Error::NotFound("Only shared images have members.".into()).into()
+        Error::NotFound("Only shared images have members.".into())
     })?;
     let member = visible_member(&state, &who, &image, &member_id).await?;
     Ok(Json(member_json(&member)))
@@ -191,7 +191,7 @@ pub async fn update(
     })?;
     let image = visible_image(&state, &who, id).await?;
     require_shared(&image, || {
-        forbidden(format!("Not allowed to update members for image {id}.")).into()
+        forbidden(format!("Not allowed to update members for image {id}."))
     })?;
     let mut member = visible_member(&state, &who, &image, &member_id).await?;
     check_image_rule(&state, &who, &image, "modify_member")?;
@@ -209,7 +209,7 @@ pub async fn delete(
     let id = parse_image_id(&id)?;
     let image = visible_image(&state, &who, id).await?;
     require_shared(&image, || {
-        forbidden(format!("Not allowed to delete members for image {id}.")).into()
+        forbidden(format!("Not allowed to delete members for image {id}."))
     })?;
     visible_member(&state, &who, &image, &member_id).await?;
     check_image_rule(&state, &who, &image, "delete_member")?;

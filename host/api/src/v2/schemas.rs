@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::Path;
 use serde_json::{Value, json};
 
-use glass_images::properties::{CONTAINER_FORMATS, DISK_FORMATS};
 use crate::error::ApiError;
 use glass_images::Error;
+use glass_images::properties::{CONTAINER_FORMATS, DISK_FORMATS};
 
 const UUID_PATTERN: &str =
     "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$";

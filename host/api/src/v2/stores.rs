@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use glass_registry::ImageStatus;
 
-use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::access::{check_image_rule, modify_image, parse_image_id, visible_image};
 
 pub async fn delete_from_store(
     State(state): State<AppState>,
@@ -20,7 +20,8 @@ pub async fn delete_from_store(
     if state.stores.get(&store_id).is_none() {
         return Err(Error::Conflict(format!(
             "The selected store {store_id} is not available on this node."
-        )).into());
+        ))
+        .into());
     }
     let id = parse_image_id(&image_id)
         .map_err(|_| Error::NotFound(format!("Failed to find image {image_id}")))?;
@@ -35,19 +36,19 @@ pub async fn delete_from_store(
             return Err(Error::Conflict(
                 "It's not allowed to remove image data from store if image status is not 'active'"
                     .into(),
-            ).into());
+            ));
         }
         if image.locations.len() == 1 {
             return Err(Error::Forbidden(
                 "Cannot delete image data from the only store containing it. Consider deleting \
                  the image instead."
                     .into(),
-            ).into());
+            ));
         }
         let Some(pos) = image.locations.iter().position(|l| l.store == store_id) else {
             return Err(Error::NotFound(format!(
                 "Image {id} is not stored in store {store_id}."
-            )).into());
+            )));
         };
         removed = Some(image.locations.remove(pos));
         Ok(())

@@ -3,13 +3,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use glass_images::access::{check_image_rule, modify_image, parse_image_id};
 use super::images::check_quotas;
-use glass_images::properties;
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::access::{check_image_rule, modify_image, parse_image_id};
+use glass_images::properties;
 
 pub async fn add(
     State(state): State<AppState>,
@@ -27,7 +27,7 @@ pub async fn add(
             return Err(Error::PayloadTooLarge(format!(
                 "Image tag limit exceeded for image {id}: The limit has been exceeded on the number of allowed image tags. Attempted: {}, Maximum: {maximum}:",
                 image.tags.len()
-            )).into());
+            )));
         }
         check_quotas(&state, image)
     })
@@ -46,7 +46,7 @@ pub async fn delete(
         if image.tags.remove(&tag) {
             Ok(())
         } else {
-            Err(Error::not_found().into())
+            Err(Error::not_found())
         }
     })
     .await?;

@@ -15,12 +15,12 @@ use glass_registry::{Task, TaskStatus, now};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use glass_images::access::{parse_image_id, visible_image};
-use glass_images::view::format_time;
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::access::{parse_image_id, visible_image};
+use glass_images::view::format_time;
 
 fn status_name(s: TaskStatus) -> &'static str {
     match s {
@@ -115,9 +115,11 @@ fn visible_to(who: &Identity, task: &Task) -> bool {
 
 /// Glance's `tasks_api_access` (admin by default).
 fn require_tasks_access(state: &AppState, who: &Identity) -> Result<(), Error> {
-    state
-        .policy
-        .enforce("tasks_api_access", who, &glass_images::auth::policy::Target::new())
+    state.policy.enforce(
+        "tasks_api_access",
+        who,
+        &glass_images::auth::policy::Target::new(),
+    )
 }
 
 /// `GET /v2/tasks/{id}`.
@@ -172,17 +174,15 @@ pub async fn list(
             "sort_key" => sort_key = value.clone(),
             "sort_dir" => {
                 if value != "asc" && value != "desc" {
-                    return Err(Error::BadRequest(format!(
-                        "Invalid sort direction: {value}"
-                    )).into());
+                    return Err(
+                        Error::BadRequest(format!("Invalid sort direction: {value}")).into(),
+                    );
                 }
                 sort_dir = value.clone();
             }
             "status" => {
                 if !["pending", "processing", "success", "failure"].contains(&value.as_str()) {
-                    return Err(Error::BadRequest(format!(
-                        "Invalid status value: {value}"
-                    )).into());
+                    return Err(Error::BadRequest(format!("Invalid status value: {value}")).into());
                 }
                 status = Some(value.clone());
             }
@@ -293,15 +293,11 @@ pub async fn create(
     require_tasks_access(&state, &who)?;
     let body = crate::json_body(&raw)?;
     let Some(fields) = body.as_object() else {
-        return Err(Error::BadRequest(
-            "Unexpected body type. Expected list/dict.".into(),
-        ).into());
+        return Err(Error::BadRequest("Unexpected body type. Expected list/dict.".into()).into());
     };
     for required in ["type", "input"] {
         if !fields.contains_key(required) {
-            return Err(Error::BadRequest(format!(
-                "Task '{required}' is required"
-            )).into());
+            return Err(Error::BadRequest(format!("Task '{required}' is required")).into());
         }
     }
     let task_type = fields["type"].as_str().unwrap_or_default();
@@ -309,7 +305,8 @@ pub async fn create(
         return Err(Error::BadRequest(format!(
             "Task type '{task_type}' cannot be created through the tasks API; only 'import' \
              can (use POST /v2/images/{{image_id}}/import for the interoperable import)."
-        )).into());
+        ))
+        .into());
     }
     let input = fields["input"].as_object().ok_or_else(|| {
         Error::BadRequest(

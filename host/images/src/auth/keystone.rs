@@ -13,12 +13,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use reqwest::StatusCode;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::KeystoneConfig;
 use crate::auth::identity::Identity;
+use crate::config::KeystoneConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use glass_registry::Image;
 
 use super::inspect::{InspectSession, session};
-use crate::upload::{Sizes, Streamed, stream_into_store};
 use crate::Error;
 use crate::Service;
 use crate::stores::ImageStore;
+use crate::upload::{Sizes, Streamed, stream_into_store};
 
 /// The formats a copy was inspected against.
 #[derive(Debug, Clone, PartialEq, Eq)]

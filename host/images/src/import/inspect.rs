@@ -15,9 +15,9 @@
 use bytes::Bytes;
 use glass_registry::Image;
 
-use crate::config::Config;
 use crate::Error;
 use crate::Service;
+use crate::config::Config;
 use glass_runtime::{InspectDetected as Detected, InspectFeed, InspectReport, InspectResult};
 
 /// The formats the inspector recognises: a `disk_format` outside this list (ami, aki, ari,

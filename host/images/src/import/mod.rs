@@ -34,13 +34,13 @@ use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use crate::access::modify_image;
-use crate::upload::{Sizes, Streamed, stream_into_store};
-use crate::config::Config;
 use crate::Error;
-use crate::auth::identity::Identity;
 use crate::Service;
+use crate::access::modify_image;
+use crate::auth::identity::Identity;
+use crate::config::Config;
 use crate::stores::ImageStore;
+use crate::upload::{Sizes, Streamed, stream_into_store};
 use accept::Formats;
 use staging::Staging;
 

@@ -19,10 +19,10 @@ use uuid::Uuid;
 use super::{
     FAILED_KEY, IMPORTING_KEY, LOCK_KEY, TASK_LOCATION_KEY, merge_store_list, revert_status,
 };
-use crate::access::modify_image;
 use crate::Error;
-use crate::auth::identity::Identity;
 use crate::Service;
+use crate::access::modify_image;
+use crate::auth::identity::Identity;
 
 /// What the journal keeps of a running import.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,4 +32,3 @@ async fn unstage(state: Service, id: Uuid) {
         tracing::warn!(image = %id, error = %e, "reverting a failed stage to queued");
     }
 }
-

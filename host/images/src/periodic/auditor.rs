@@ -19,11 +19,11 @@ use sha2::{Digest, Sha512};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use crate::access::modify_image;
 use crate::Error;
+use crate::Service;
+use crate::access::modify_image;
 use crate::auth::identity::Identity;
 use crate::metrics::AuditVerdict;
-use crate::Service;
 use crate::stores::StoreError;
 
 /// The location metadata key of an audit finding.

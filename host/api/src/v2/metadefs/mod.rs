@@ -23,11 +23,11 @@ use glass_registry::{
 };
 use serde_json::{Map, Value, json};
 
-use glass_images::view::format_time;
 use crate::json_body;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
+use glass_images::view::format_time;
 
 /// The routes under `/v2/metadefs`.
 pub fn router() -> Router<AppState> {
@@ -105,7 +105,7 @@ pub fn require_admin(who: &Identity, action: &str) -> Result<(), Error> {
     } else {
         Err(Error::Forbidden(format!(
             "You are not authorized to complete {action} action."
-        )).into())
+        )))
     }
 }
 
@@ -118,7 +118,7 @@ pub async fn namespace_for(
 ) -> Result<MetadefNamespace, Error> {
     match state.registry.get_metadef_namespace(name).await? {
         Some(ns) if can_see(who, &ns) => Ok(ns),
-        _ => Err(Error::NotFound(format!("Namespace {name} not found")).into()),
+        _ => Err(Error::NotFound(format!("Namespace {name} not found"))),
     }
 }
 
@@ -139,18 +139,16 @@ pub async fn namespace_to_change(
 /// attributes (403).
 pub fn object_body(body: &Bytes, read_only: &[&str]) -> Result<Map<String, Value>, Error> {
     if body.is_empty() {
-        return Err(Error::BadRequest("Body expected in request.".into()).into());
+        return Err(Error::BadRequest("Body expected in request.".into()));
     }
     let Value::Object(map) = json_body(body)? else {
         return Err(Error::BadRequest(
             "Unexpected body type. Expected list/dict.".into(),
-        ).into());
+        ));
     };
     for key in read_only {
         if map.contains_key(*key) {
-            return Err(Error::Forbidden(format!(
-                "Attribute '{key}' is read-only."
-            )).into());
+            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
         }
     }
     Ok(map)

@@ -20,9 +20,9 @@ use super::{
     object_body, object_view, require_admin, sort_by_created,
 };
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 
 const NAMESPACE_KEYS: [&str; 10] = [
     "namespace",
@@ -439,7 +439,7 @@ fn refuse_protected(ns: &MetadefNamespace) -> Result<(), Error> {
         return Err(Error::Forbidden(format!(
             "Metadata definition namespace {} is protected and cannot be deleted.",
             ns.namespace
-        )).into());
+        )));
     }
     Ok(())
 }

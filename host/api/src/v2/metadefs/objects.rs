@@ -13,9 +13,9 @@ use super::namespaces::{namespace_or_missing, parse_object};
 use super::validate::Checker;
 use super::{READ_ONLY, namespace_to_change, object_body, object_view};
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 
 fn not_found(name: &str) -> Error {
     Error::NotFound(format!("Could not find metadata object {name}"))
@@ -106,7 +106,8 @@ pub async fn delete(
     if namespace.protected {
         return Err(Error::Forbidden(format!(
             "Metadata definition object {name} is protected and cannot be deleted."
-        )).into());
+        ))
+        .into());
     }
     state.registry.delete_metadef_object(&ns, &name).await?;
     Ok(StatusCode::NO_CONTENT)

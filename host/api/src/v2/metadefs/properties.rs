@@ -13,9 +13,9 @@ use serde_json::{Map, Value, json};
 use super::validate::Checker;
 use super::{READ_ONLY_TIMES, namespace_for, namespace_to_change, object_body};
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 
 fn not_found(name: &str) -> Error {
     Error::NotFound(format!("Could not find property {name}"))
@@ -155,7 +155,8 @@ pub async fn delete(
     if namespace.protected {
         return Err(Error::Forbidden(format!(
             "Metadata definition property {name} is protected and cannot be deleted."
-        )).into());
+        ))
+        .into());
     }
     state.registry.delete_metadef_property(&ns, &name).await?;
     Ok(StatusCode::NO_CONTENT)

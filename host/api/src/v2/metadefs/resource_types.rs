@@ -16,9 +16,9 @@ use super::{
     sort_by_created, time,
 };
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 
 pub async fn list_types(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut types = state.registry.list_metadef_resource_types().await?;
@@ -94,7 +94,8 @@ pub async fn dissociate(
     if namespace.protected {
         return Err(Error::Forbidden(format!(
             "Metadata definition resource-type-association {rt} is protected and cannot be deleted."
-        )).into());
+        ))
+        .into());
     }
     match state.registry.delete_metadef_association(&ns, &rt).await {
         Err(glass_registry::RegistryError::MetadefNotFound { .. }) => Err(missing().into()),

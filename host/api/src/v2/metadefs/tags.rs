@@ -15,9 +15,9 @@ use super::{
     READ_ONLY_TIMES, header_true, namespace_for, namespace_to_change, object_body, tag_view,
 };
 use crate::error::ApiError;
+use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
-use crate::state::AppState;
 
 fn not_found(name: &str) -> Error {
     Error::NotFound(format!("Could not find metadata tag {name}"))
@@ -197,7 +197,8 @@ pub async fn delete(
     if namespace.protected {
         return Err(Error::Forbidden(format!(
             "Metadata definition tag {name} is protected and cannot be deleted."
-        )).into());
+        ))
+        .into());
     }
     state.registry.delete_metadef_tag(&ns, &name).await?;
     Ok(StatusCode::NO_CONTENT)

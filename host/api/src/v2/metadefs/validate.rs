@@ -57,12 +57,7 @@ impl Checker {
     }
 
     /// Refuses keys outside `allowed`.
-    pub fn only(
-        &self,
-        map: &Map<String, Value>,
-        allowed: &[&str],
-        at: &str,
-    ) -> Result<(), Error> {
+    pub fn only(&self, map: &Map<String, Value>, allowed: &[&str], at: &str) -> Result<(), Error> {
         match map.keys().find(|k| !allowed.contains(&k.as_str())) {
             Some(extra) => Err(self.error(
                 format!("Additional properties are not allowed ('{extra}' was unexpected)"),
