@@ -11,14 +11,14 @@ mod metadef;
 mod model;
 pub mod postgres;
 mod query;
-mod sled_engine;
-mod sled_metadef;
+mod sled;
 pub mod test_suite;
 mod test_suite_metadef;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use crate::sled::SledRegistry;
 pub use error::{RegistryError, Result};
 pub use metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
@@ -33,7 +33,6 @@ pub use query::{
     Comparison, Filter, ImagePage, ImageQuery, MemberStatusFilter, SortDir, SortKey, TextField,
     TimeField, Viewer, VisibilityScope,
 };
-pub use sled_engine::SledRegistry;
 
 /// A metadata store. All methods are atomic; a method that writes returns only once the
 /// change is durable.
