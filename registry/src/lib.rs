@@ -13,7 +13,6 @@ pub mod postgres;
 mod query;
 mod sled;
 pub mod test_suite;
-mod test_suite_metadef;
 
 use async_trait::async_trait;
 use uuid::Uuid;

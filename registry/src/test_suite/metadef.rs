@@ -9,7 +9,7 @@ use crate::{
     MetadefProperty, MetadefTag, MetadefVisibility, Registry, RegistryError, Timestamp, now,
 };
 
-pub(crate) async fn run(r: &dyn Registry) {
+pub(super) async fn run(r: &dyn Registry) {
     create_with_contents(r).await;
     content_crud(r).await;
     tags_in_bulk(r).await;
