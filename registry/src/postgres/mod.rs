@@ -16,6 +16,7 @@
 mod list;
 mod metadef;
 mod migrations;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::str::FromStr;
