@@ -1,7 +1,7 @@
 //! Glass's metadata registry: the typed records (images, members, tasks) and the [`Registry`]
 //! trait every persistence engine implements. The embedded default engine is sled
-//! ([`SledRegistry`]); `test_suite` (feature `testing`) is the behaviour any engine must
-//! show.
+//! ([`SledRegistry`]); the behaviour any engine must show is `glass-registry-testing`'s
+//! `test_suite`.
 //!
 //! Invariants: no HTTP and no wasm types here; status transitions and compare-and-swap are
 //! enforced by the engine inside one atomic write; every write is durable before it returns.
@@ -13,8 +13,6 @@ mod model;
 pub mod postgres;
 mod query;
 mod sled;
-#[cfg(feature = "testing")]
-pub mod test_suite;
 
 use async_trait::async_trait;
 use uuid::Uuid;

@@ -16,8 +16,6 @@
 mod list;
 mod metadef;
 mod migrations;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::str::FromStr;
 

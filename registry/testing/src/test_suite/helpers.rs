@@ -9,7 +9,7 @@ use std::task::Poll;
 use chrono::DateTime;
 use uuid::Uuid;
 
-use crate::{
+use glass_registry::{
     Filter, Image, ImagePage, ImageQuery, ImageStatus, Member, MemberStatus, Registry, TextField,
     Timestamp, Viewer, VisibilityScope,
 };
@@ -119,8 +119,8 @@ pub(super) async fn add_member(
         image_id: image,
         member_id: member.to_string(),
         status,
-        created_at: crate::now(),
-        updated_at: crate::now(),
+        created_at: glass_registry::now(),
+        updated_at: glass_registry::now(),
     };
     r.add_member(m.clone())
         .await

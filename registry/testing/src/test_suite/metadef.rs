@@ -4,7 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{
+use glass_registry::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
     MetadefProperty, MetadefTag, MetadefVisibility, Registry, RegistryError, Timestamp, now,
 };

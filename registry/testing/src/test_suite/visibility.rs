@@ -8,7 +8,7 @@ use super::helpers::{
     add_member, admin, assert_err, create, id_set, list_all, list_paged, new_image, owned_by,
     unique, user,
 };
-use crate::{
+use glass_registry::{
     Image, ImageQuery, MemberStatus, MemberStatusFilter, Registry, RegistryError, Viewer,
     Visibility, VisibilityScope,
 };

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::helpers::{assert_err, at, create, new_image, unique};
-use crate::{Member, MemberStatus, Registry, RegistryError};
+use glass_registry::{Member, MemberStatus, Registry, RegistryError};
 
 pub(super) async fn members(r: &dyn Registry) {
     let owner = unique("members");

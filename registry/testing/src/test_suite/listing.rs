@@ -9,7 +9,7 @@ use super::helpers::{
     owned_by, unique, user, with_status,
 };
 use super::order::{assert_order, sorted};
-use crate::{
+use glass_registry::{
     Filter, Image, ImageQuery, ImageStatus, Registry, RegistryError, SortDir, SortKey, Visibility,
 };
 

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use super::helpers::ids;
-use crate::{Image, SortDir, SortKey};
+use glass_registry::{Image, SortDir, SortKey};
 
 /// The expected tie-breakers: created_at then id, unless already present, in the query's
 /// direction when all its keys share one, descending otherwise (and when none is given).

@@ -8,7 +8,7 @@ use super::helpers::{
     add_member, admin_query, assert_err, at, create, get, ids, list_all, new_image, unique, update,
     user, with_status,
 };
-use crate::{
+use glass_registry::{
     Image, ImageStatus, Location, MemberStatus, MemberStatusFilter, Registry, RegistryError,
     Visibility, VisibilityScope,
 };

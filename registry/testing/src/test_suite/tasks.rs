@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::helpers::{assert_err, at, create, new_image, unique};
-use crate::{Registry, RegistryError, Task, TaskStatus, Timestamp};
+use glass_registry::{Registry, RegistryError, Task, TaskStatus, Timestamp};
 
 fn new_task(owner: &str, image: Option<Uuid>, created_at: Timestamp) -> Task {
     Task {

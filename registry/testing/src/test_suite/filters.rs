@@ -8,7 +8,7 @@ use super::helpers::{
     admin_query, at, create, id_set, list_all, list_paged, new_image, text, unique, update,
     with_status,
 };
-use crate::{Comparison, Filter, ImageStatus, Registry, TextField, TimeField, Timestamp};
+use glass_registry::{Comparison, Filter, ImageStatus, Registry, TextField, TimeField, Timestamp};
 
 /// name, disk_format, container_format, size, tags, properties.
 type FilterFixture = (

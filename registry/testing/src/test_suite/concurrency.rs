@@ -6,7 +6,7 @@ use std::pin::Pin;
 use uuid::Uuid;
 
 use super::helpers::{create, get, join_all, new_image, unique};
-use crate::{ImageStatus, Member, MemberStatus, Registry, RegistryError, Result};
+use glass_registry::{ImageStatus, Member, MemberStatus, Registry, RegistryError, Result};
 
 pub(super) async fn concurrent_writes(r: &dyn Registry) {
     let owner = unique("race");
@@ -101,8 +101,8 @@ pub(super) async fn concurrent_writes(r: &dyn Registry) {
                     image_id: id,
                     member_id: member.clone(),
                     status: MemberStatus::Pending,
-                    created_at: crate::now(),
-                    updated_at: crate::now(),
+                    created_at: glass_registry::now(),
+                    updated_at: glass_registry::now(),
                 })
             })
             .collect();
@@ -124,8 +124,8 @@ pub(super) async fn concurrent_writes(r: &dyn Registry) {
             image_id: image.id,
             member_id: member.clone(),
             status: MemberStatus::Accepted,
-            created_at: crate::now(),
-            updated_at: crate::now(),
+            created_at: glass_registry::now(),
+            updated_at: glass_registry::now(),
         });
         let add: Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> =
             Box::pin(async move { add.await.map(|_| ()) });

@@ -17,7 +17,7 @@ mod order;
 mod tasks;
 mod visibility;
 
-use crate::Registry;
+use glass_registry::Registry;
 
 /// Runs every check against `registry`.
 pub async fn run(registry: &dyn Registry) {
