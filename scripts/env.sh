@@ -116,7 +116,7 @@ stop_backends() {
 }
 
 # PostgreSQL's server binaries, for the registry's PostgreSQL engine tests and the two-node
-# test (each starts a throwaway cluster: registry/src/postgres/testing.rs). Installs Debian's
+# test (each starts a throwaway cluster: registry/testing/src/cluster.rs). Installs Debian's
 # postgresql package if initdb is missing; the package's own cluster is not needed.
 ensure_postgres() {
   if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then return 0; fi

@@ -1,6 +1,7 @@
 //! Glass's metadata registry: the typed records (images, members, tasks) and the [`Registry`]
 //! trait every persistence engine implements. The embedded default engine is sled
-//! ([`SledRegistry`]); [`test_suite`] is the behaviour any engine must show.
+//! ([`SledRegistry`]); the behaviour any engine must show is `glass-registry-testing`'s
+//! `test_suite`.
 //!
 //! Invariants: no HTTP and no wasm types here; status transitions and compare-and-swap are
 //! enforced by the engine inside one atomic write; every write is durable before it returns.
@@ -11,14 +12,12 @@ mod metadef;
 mod model;
 pub mod postgres;
 mod query;
-mod sled_engine;
-mod sled_metadef;
-pub mod test_suite;
-mod test_suite_metadef;
+mod sled;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use crate::sled::SledRegistry;
 pub use error::{RegistryError, Result};
 pub use metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
@@ -33,7 +32,6 @@ pub use query::{
     Comparison, Filter, ImagePage, ImageQuery, MemberStatusFilter, SortDir, SortKey, TextField,
     TimeField, Viewer, VisibilityScope,
 };
-pub use sled_engine::SledRegistry;
 
 /// A metadata store. All methods are atomic; a method that writes returns only once the
 /// change is durable.

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use glass_registry::postgres::testing::TempCluster;
 use glass_registry::postgres::{SCHEMA_VERSION, schema_version};
 use glass_registry::{
-    Image, ImageStatus, PostgresOptions, PostgresRegistry, Registry, RegistryError, test_suite,
+    Image, ImageStatus, PostgresOptions, PostgresRegistry, Registry, RegistryError,
 };
+use glass_registry_testing::{TempCluster, test_suite};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 

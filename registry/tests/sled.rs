@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use glass_registry::{
     Image, ImageStatus, Member, MemberStatus, Registry, RegistryError, SledRegistry, Task,
-    TaskStatus, test_suite,
+    TaskStatus,
 };
+use glass_registry_testing::test_suite;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 

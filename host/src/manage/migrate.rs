@@ -451,10 +451,10 @@ pub async fn run(from: &Endpoint, to: &Endpoint, prune: bool) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glass_registry::postgres::testing::TempCluster;
     use glass_registry::{
         ImageStatus, Location, MemberStatus, MetadefProperty, MetadefTag, TaskStatus,
     };
+    use glass_registry_testing::TempCluster;
 
     fn member(image: Uuid, id: &str, status: MemberStatus) -> Member {
         Member {

@@ -16,7 +16,6 @@
 mod list;
 mod metadef;
 mod migrations;
-pub mod testing;
 
 use std::str::FromStr;
 

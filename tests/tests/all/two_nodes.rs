@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use glass_registry::postgres::testing::TempCluster;
+use glass_registry_testing::TempCluster;
 use glass_tests::data::{get_file, pseudo_random, put_file};
 use glass_tests::{Client, GlassProcess, backends};
 use reqwest::Method;

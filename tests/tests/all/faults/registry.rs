@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use glass_host::config::{AuthMode, RegistryBackend};
-use glass_registry::postgres::testing::{Durability, TempCluster, postgres_bin};
+use glass_registry_testing::{Durability, TempCluster, postgres_bin};
 use glass_tests::data::{get_file, new_image, pseudo_random, put_file};
 use glass_tests::faults::{FaultProxy, Mode, sha256};
 use glass_tests::{Client, TestServer};

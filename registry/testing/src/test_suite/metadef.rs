@@ -4,12 +4,12 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{
+use glass_registry::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
     MetadefProperty, MetadefTag, MetadefVisibility, Registry, RegistryError, Timestamp, now,
 };
 
-pub(crate) async fn run(r: &dyn Registry) {
+pub(super) async fn run(r: &dyn Registry) {
     create_with_contents(r).await;
     content_crud(r).await;
     tags_in_bulk(r).await;

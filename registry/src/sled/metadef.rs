@@ -10,9 +10,10 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{Transactional, TransactionalTree};
+use sled::transaction::TransactionalTree;
 use sled::{Db, IVec, Tree};
 
+use super::tx::{TxResult, abort, commit, decode_tx, encode_tx, engine};
 use crate::codec::decode;
 use crate::error::{RegistryError, Result};
 use crate::metadef::{
@@ -20,7 +21,6 @@ use crate::metadef::{
     MetadefProperty, MetadefRecord, MetadefResourceType, MetadefTag,
 };
 use crate::model::{Timestamp, now};
-use crate::sled_engine::{TxResult, abort, decode_tx, encode_tx, engine, tx_error};
 
 // Positions in `MetadefTrees::trees`.
 const NAMESPACES: usize = 0;
@@ -64,7 +64,7 @@ fn content_key(ns: &str, name: &str) -> Vec<u8> {
 }
 
 /// A record that lives in a namespace, and its tree.
-pub(crate) trait Content:
+pub(super) trait Content:
     MetadefRecord + Serialize + DeserializeOwned + Send + 'static
 {
     const TREE: usize;
@@ -107,13 +107,13 @@ enum Step<T> {
     Stale,
 }
 
-pub(crate) struct MetadefTrees {
+pub(super) struct MetadefTrees {
     db: Db,
     trees: Vec<Tree>,
 }
 
 impl MetadefTrees {
-    pub(crate) fn open(db: &Db) -> Result<Self> {
+    pub(super) fn open(db: &Db) -> Result<Self> {
         let trees = TREE_NAMES
             .iter()
             .map(|name| db.open_tree(name).map_err(engine))
@@ -125,13 +125,7 @@ impl MetadefTrees {
     }
 
     fn tx<T>(&self, f: impl Fn(&[TransactionalTree]) -> TxResult<T>) -> Result<T> {
-        let out = self
-            .trees
-            .as_slice()
-            .transaction(|t| f(t))
-            .map_err(tx_error)?;
-        self.db.flush().map_err(engine)?;
-        Ok(out)
+        commit(&self.db, &self.trees, f)
     }
 
     /// Runs `f` against a fresh snapshot of namespace `ns` until it commits on an unchanged
@@ -188,11 +182,11 @@ impl MetadefTrees {
             .collect()
     }
 
-    pub(crate) fn get_namespace(&self, ns: &str) -> Result<Option<MetadefNamespace>> {
+    pub(super) fn get_namespace(&self, ns: &str) -> Result<Option<MetadefNamespace>> {
         Ok(self.record(ns)?.map(|r| r.namespace))
     }
 
-    pub(crate) fn list_namespaces(&self) -> Result<Vec<MetadefNamespace>> {
+    pub(super) fn list_namespaces(&self) -> Result<Vec<MetadefNamespace>> {
         self.trees[NAMESPACES]
             .iter()
             .values()
@@ -201,7 +195,7 @@ impl MetadefTrees {
     }
 
     /// The namespace and its contents, as of one revision.
-    pub(crate) fn get_definition(&self, ns: &str) -> Result<Option<MetadefDefinition>> {
+    pub(super) fn get_definition(&self, ns: &str) -> Result<Option<MetadefDefinition>> {
         for _ in 0..ATTEMPTS {
             let Some(before) = self.record(ns)? else {
                 return Ok(None);
@@ -224,7 +218,7 @@ impl MetadefTrees {
 
     /// Stores a new namespace with its contents; with `replace`, an existing namespace of
     /// that name is replaced (contents that keep their name keep their `created_at`).
-    pub(crate) fn put_definition(
+    pub(super) fn put_definition(
         &self,
         def: MetadefDefinition,
         replace: bool,
@@ -277,7 +271,7 @@ impl MetadefTrees {
     }
 
     /// Replaces a namespace's attributes; a new name moves its contents with it.
-    pub(crate) fn update_namespace(
+    pub(super) fn update_namespace(
         &self,
         name: &str,
         ns: MetadefNamespace,
@@ -323,7 +317,7 @@ impl MetadefTrees {
     }
 
     /// Removes a namespace and everything in it.
-    pub(crate) fn delete_namespace(&self, name: &str) -> Result<()> {
+    pub(super) fn delete_namespace(&self, name: &str) -> Result<()> {
         self.with_snapshot(name, |t, snapshot| {
             if t[NAMESPACES].remove(name.as_bytes())?.is_none() {
                 return abort(RegistryError::MetadefNamespaceNotFound(name.to_string()));
@@ -339,7 +333,7 @@ impl MetadefTrees {
 
     /// Removes every record of `kind` (objects, properties, tags or associations) from a
     /// namespace.
-    pub(crate) fn delete_contents(&self, name: &str, kind: MetadefKind) -> Result<()> {
+    pub(super) fn delete_contents(&self, name: &str, kind: MetadefKind) -> Result<()> {
         let tree = match kind {
             MetadefKind::Object => OBJECTS,
             MetadefKind::Property => PROPERTIES,
@@ -360,7 +354,7 @@ impl MetadefTrees {
     /// Adds tags to a namespace; unless `append`, the tags it had are removed first. A name
     /// already present (or twice in `tags`) fails the whole call. An empty list changes
     /// nothing.
-    pub(crate) fn put_tags(
+    pub(super) fn put_tags(
         &self,
         name: &str,
         tags: Vec<MetadefTag>,
@@ -388,7 +382,7 @@ impl MetadefTrees {
         })
     }
 
-    pub(crate) fn create<C: Content>(&self, item: C) -> Result<C> {
+    pub(super) fn create<C: Content>(&self, item: C) -> Result<C> {
         self.tx(|t| {
             touch(t, item.namespace())?;
             let key = item.key();
@@ -403,7 +397,7 @@ impl MetadefTrees {
         })
     }
 
-    pub(crate) fn get<C: Content>(&self, ns: &str, name: &str) -> Result<Option<C>> {
+    pub(super) fn get<C: Content>(&self, ns: &str, name: &str) -> Result<Option<C>> {
         match self.trees[C::TREE]
             .get(content_key(ns, name))
             .map_err(engine)?
@@ -413,7 +407,7 @@ impl MetadefTrees {
         }
     }
 
-    pub(crate) fn list<C: Content>(&self, ns: &str) -> Result<Vec<C>> {
+    pub(super) fn list<C: Content>(&self, ns: &str) -> Result<Vec<C>> {
         if self.record(ns)?.is_none() {
             return Err(RegistryError::MetadefNamespaceNotFound(ns.to_string()));
         }
@@ -421,7 +415,7 @@ impl MetadefTrees {
     }
 
     /// Replaces the record named `name` by `item` (which may carry a new name).
-    pub(crate) fn update<C: Content>(&self, name: &str, item: C) -> Result<C> {
+    pub(super) fn update<C: Content>(&self, name: &str, item: C) -> Result<C> {
         self.tx(|t| {
             touch(t, item.namespace())?;
             let old_key = content_key(item.namespace(), name);
@@ -447,7 +441,7 @@ impl MetadefTrees {
         })
     }
 
-    pub(crate) fn delete<C: Content>(&self, ns: &str, name: &str) -> Result<()> {
+    pub(super) fn delete<C: Content>(&self, ns: &str, name: &str) -> Result<()> {
         self.tx(|t| {
             touch(t, ns)?;
             if t[C::TREE].remove(content_key(ns, name))?.is_none() {
@@ -461,7 +455,7 @@ impl MetadefTrees {
         })
     }
 
-    pub(crate) fn list_resource_types(&self) -> Result<Vec<MetadefResourceType>> {
+    pub(super) fn list_resource_types(&self) -> Result<Vec<MetadefResourceType>> {
         self.trees[RESOURCE_TYPES]
             .iter()
             .values()
