@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod patch;
 pub mod periodic;
 pub mod properties;
+pub mod scrub;
 pub mod service;
 pub mod stores;
 pub mod undo;

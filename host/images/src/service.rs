@@ -15,7 +15,7 @@ use crate::stores::{StoreEntry, StoreSet};
 use crate::cache::ImageCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::periodic::reaper::ScrubQueue;
+use crate::scrub::ScrubQueue;
 use crate::validators::ValidatorSet;
 
 #[derive(Clone)]
@@ -46,7 +46,7 @@ impl Service {
     ) -> std::io::Result<Self> {
         let stores = Arc::new(stores);
         let scrub = Arc::new(ScrubQueue::open(config.data_dir.join("scrub"))?);
-        let imports = Arc::new(crate::import::Imports::open(&config)?);
+        let imports = Arc::new(crate::import::imports::Imports::open(&config)?);
         let metrics = Arc::new(Metrics::new(stores.clone()));
         let keystone = match config.auth {
             crate::config::AuthMode::Keystone => Some(Arc::new(

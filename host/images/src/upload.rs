@@ -467,3 +467,24 @@ pub async fn sweep_unfinished_uploads(state: &Service) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Streams `source` into `store` as a copy of `image` (read by the caller just before):
+/// hashed, size-capped and inspected against the image's formats. The caller records the
+/// copy in a compare-and-swap that checks [`Formats::still`].
+pub async fn into_store<S, E>(
+    state: &Service,
+    image: &Image,
+    store_id: &str,
+    store: &Arc<dyn ImageStore>,
+    source: S,
+    sizes: Sizes,
+) -> Result<(Streamed, crate::import::accept::Formats), Error>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    let (inspect, formats) = crate::import::accept::inspection(state, image).await?;
+    let streamed =
+        stream_into_store(state, image.id, store_id, store, source, sizes, inspect).await?;
+    Ok((streamed, formats))
+}

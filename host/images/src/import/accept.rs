@@ -4,16 +4,11 @@
 //! and, when it records the copy, checks that the image still has the formats the data was
 //! inspected against ([`Formats::still`], called inside the compare-and-swap).
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use glass_registry::Image;
 
 use super::inspect::{InspectSession, session};
 use crate::Error;
 use crate::Service;
-use crate::stores::ImageStore;
-use crate::upload::{Sizes, Streamed, stream_into_store};
 
 /// The formats a copy was inspected against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,25 +57,4 @@ pub async fn inspection(
     let formats = Formats::of(image);
     let session = session(state, image).await?;
     Ok((session, formats))
-}
-
-/// Streams `source` into `store` as a copy of `image` (read by the caller just before):
-/// hashed, size-capped and inspected against the image's formats. The caller records the
-/// copy in a compare-and-swap that checks [`Formats::still`].
-pub(crate) async fn into_store<S, E>(
-    state: &Service,
-    image: &Image,
-    store_id: &str,
-    store: &Arc<dyn ImageStore>,
-    source: S,
-    sizes: Sizes,
-) -> Result<(Streamed, Formats), Error>
-where
-    S: futures_util::Stream<Item = Result<Bytes, E>> + Send,
-    E: std::fmt::Display,
-{
-    let (inspect, formats) = inspection(state, image).await?;
-    let streamed =
-        stream_into_store(state, image.id, store_id, store, source, sizes, inspect).await?;
-    Ok((streamed, formats))
 }

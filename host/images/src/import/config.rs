@@ -96,7 +96,7 @@ impl ImportConfig {
             }
         }
         for net in &self.web_download.allowed_networks {
-            crate::import::web::parse_network(net)
+            super::network::parse_network(net)
                 .map_err(|e| format!("import.web_download: allowed_networks: {e}"))?;
         }
         if let Some(target) = &self.plugins.convert_to

@@ -17,7 +17,10 @@
 
 pub mod accept;
 pub mod config;
+pub mod imports;
 pub mod inspect;
+pub mod journal;
+pub mod network;
 pub mod plugins;
 pub mod recovery;
 pub mod stage;
@@ -38,11 +41,10 @@ use crate::Error;
 use crate::Service;
 use crate::access::modify_image;
 use crate::auth::identity::Identity;
-use crate::config::Config;
 use crate::stores::ImageStore;
 use crate::upload::{Sizes, Streamed, stream_into_store};
 use accept::Formats;
-use staging::Staging;
+pub use imports::Imports;
 
 /// The image property holding the id of the task that owns the image's import.
 pub const LOCK_KEY: &str = "os_glance_import_task";
@@ -52,31 +54,6 @@ pub const IMPORTING_KEY: &str = "os_glance_importing_to_stores";
 pub const FAILED_KEY: &str = "os_glance_failed_import";
 /// The task type of an import, as Glance names it.
 pub const TASK_TYPE: &str = "api_image_import";
-
-/// What the import machinery shares across requests: the staging area and the inspector.
-pub struct Imports {
-    pub staging: Arc<Staging>,
-    /// The disk-format inspector component, compiled in the background from start-up
-    /// ([`load_inspector`]); the first inspection waits for it.
-    inspector: tokio::sync::OnceCell<Arc<glass_runtime::WasmInspector>>,
-    /// How to load it (unset: inspection is off).
-    loader: std::sync::OnceLock<(glass_runtime::Runtime, glass_runtime::Limits)>,
-    /// The imports running on this node (`recovery`).
-    pub journal: recovery::Journal,
-}
-
-impl Imports {
-    pub fn open(config: &Config) -> std::io::Result<Self> {
-        let dir = config.data_dir.join(&config.import.staging_directory);
-        let quota = config.import.staging_quota_mb.saturating_mul(1 << 20);
-        Ok(Imports {
-            staging: Arc::new(Staging::open(dir, quota)?),
-            inspector: Default::default(),
-            loader: Default::default(),
-            journal: recovery::Journal::open(config.data_dir.join("import-tasks"))?,
-        })
-    }
-}
 
 /// Starts loading the built-in disk-format inspector (`plugins/inspect-format`) with the
 /// limits of `[image_format]`, in the background: compiling it takes seconds on a cold
@@ -98,31 +75,6 @@ pub fn load_inspector(state: &Service, runtime: &glass_runtime::Runtime) {
             tracing::error!(error = %e, "loading the disk-format inspector failed");
         }
     });
-}
-
-impl Imports {
-    /// The inspector, once loaded (waits for the load); `None` when inspection is off. An
-    /// inspector that cannot be loaded is a 503: data is never let through uninspected.
-    pub async fn inspector(&self) -> Result<Option<Arc<glass_runtime::WasmInspector>>, Error> {
-        let Some((runtime, limits)) = self.loader.get() else {
-            return Ok(None);
-        };
-        self.inspector
-            .get_or_try_init(|| async {
-                runtime
-                    .load_inspector(
-                        "inspect-format",
-                        glass_runtime::ComponentSource::Bytes(glass_runtime::INSPECT_FORMAT),
-                        *limits,
-                    )
-                    .await
-            })
-            .await
-            .map(|i| Some(i.clone()))
-            .map_err(|e| {
-                Error::Unavailable(format!("the disk-format inspector is unavailable: {e:#}"))
-            })
-    }
 }
 
 /// The import methods.
@@ -234,7 +186,7 @@ pub fn merge_store_list(image: &mut Image, key: &str, stores: &[String], subtrac
 /// Journals an import about to start on this node (before the image is locked, so a crash
 /// at any point after leaves a trace for `recovery`).
 pub fn journal(state: &Service, task: Uuid, image: Uuid, method: Method, stores: &[String]) {
-    let entry = recovery::JournalEntry {
+    let entry = journal::JournalEntry {
         task,
         image,
         method: method.name().into(),
@@ -630,7 +582,7 @@ async fn staged_to_store(
     if let Some(f) = target.disk_format {
         current.disk_format = Some(f.to_string());
     }
-    let streamed = accept::into_store(
+    let streamed = crate::upload::into_store(
         state,
         &current,
         store_id,
@@ -805,7 +757,7 @@ async fn copy_to_store(
                 continue;
             }
         };
-        let streamed = accept::into_store(
+        let streamed = crate::upload::into_store(
             state,
             &current,
             store_id,

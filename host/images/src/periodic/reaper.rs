@@ -1,5 +1,5 @@
 //! Removal of deleted images' data, persisted so that none is lost to a crash or a failing
-//! store: the scrub queue and the reaper that works it.
+//! store: the reaper that works the scrub queue (`scrub`).
 //!
 //! When an image is deleted its record leaves the registry at once (the API answers 404,
 //! as Glance does for a deleted image) and a job — the whole image record and when its data
@@ -16,92 +16,17 @@
 //! (queued → saving, so no upload can start meanwhile) if it is queued, never while data of
 //! the image is recorded in that store (the partial's key is then the live copy's).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
 use glass_registry::{Image, ImageStatus};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::Error;
 use crate::Service;
+use crate::scrub::{DiscardJob, ScrubQueue, now};
 use crate::stores::{ImageStore, StoreError};
 
-/// One image whose data is to be removed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScrubJob {
-    /// The record as it was when deleted: what a restore puts back.
-    pub image: Image,
-    /// Seconds since the epoch when the data may go.
-    pub due_at: u64,
-    /// Failed attempts so far.
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    /// The image lives on; only the copies in `image.locations` go (a copy removed from one
-    /// store). A copy the live image references again is kept.
-    #[serde(default)]
-    pub copies_only: bool,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Discards of an image's unfinished uploads still to do, by store.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct DiscardJob {
-    stores: Vec<String>,
-}
-
-/// The persisted jobs. One lock orders the reaper, new jobs and restores.
-pub struct ScrubQueue {
-    dir: PathBuf,
-    lock: Mutex<()>,
-}
-
 impl ScrubQueue {
-    pub fn open(dir: PathBuf) -> std::io::Result<ScrubQueue> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(ScrubQueue {
-            dir,
-            lock: Mutex::new(()),
-        })
-    }
-
-    fn path(&self, id: Uuid) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    fn write(&self, job: &ScrubJob) -> std::io::Result<()> {
-        let path = self.path(job.image.id);
-        let tmp = path.with_extension("json.tmp");
-        let file = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&file, job).map_err(std::io::Error::other)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)
-    }
-
-    fn read(&self, id: Uuid) -> Option<ScrubJob> {
-        serde_json::from_slice(&std::fs::read(self.path(id)).ok()?).ok()
-    }
-
-    fn discard_path(&self, id: Uuid) -> PathBuf {
-        self.dir.join(format!("{id}.discard.json"))
-    }
-
-    fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&file, value).map_err(std::io::Error::other)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(&self.dir)
-    }
-
     /// Persists the discards the stores could not do, then retries those that are safe now.
     /// Returns how many are still waiting.
     async fn retry_discards(&self, state: &Service) -> usize {
@@ -156,50 +81,6 @@ impl ScrubQueue {
             }
         }
         waiting
-    }
-
-    /// Every job, oldest due first.
-    pub fn jobs(&self) -> Vec<ScrubJob> {
-        let mut jobs: Vec<ScrubJob> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                self.read(name.strip_suffix(".json")?.parse().ok()?)
-            })
-            .collect();
-        jobs.sort_by_key(|j| (j.due_at, j.image.id));
-        jobs
-    }
-
-    /// Records that `image`'s data goes after `delay`.
-    pub async fn schedule(&self, image: &Image, delay: Duration) -> std::io::Result<()> {
-        let _guard = self.lock.lock().await;
-        self.write(&ScrubJob {
-            image: image.clone(),
-            due_at: now() + delay.as_secs(),
-            attempts: 0,
-            last_error: None,
-            copies_only: false,
-        })
-    }
-
-    /// Records that the copies in `image.locations` of a live image go now.
-    pub async fn schedule_copies(&self, image: &Image) -> std::io::Result<()> {
-        let _guard = self.lock.lock().await;
-        let path = self.path(image.id);
-        let mut job = self.read(image.id).unwrap_or(ScrubJob {
-            image: image.clone(),
-            due_at: now(),
-            attempts: 0,
-            last_error: None,
-            copies_only: true,
-        });
-        if path.exists() && job.copies_only {
-            job.image.locations.extend(image.locations.iter().cloned());
-        }
-        self.write(&job)
     }
 
     /// Puts a deleted image back in the registry, if its data has not been removed yet.
@@ -342,8 +223,4 @@ async fn discard_now(state: &Service, id: Uuid, store_id: &str) -> bool {
             false
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
