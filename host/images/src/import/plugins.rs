@@ -25,7 +25,8 @@ use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use super::inspect::{Policy, judge};
-use super::{Failure, ImportRequest, RemoteImage, as_task};
+use super::lock::as_task;
+use super::{Failure, ImportRequest, RemoteImage};
 use crate::Error;
 use crate::Service;
 
@@ -41,7 +42,7 @@ pub async fn run_plugins(
     if request.inject && !cfg.inject.is_empty() {
         inject(state, task, image).await?;
     }
-    let current = super::current_image(state, image).await?;
+    let current = super::copies::current_image(state, image).await?;
     let staged = state
         .imports
         .staging
@@ -424,7 +425,7 @@ pub async fn fetch_remote_metadata(
         .filter(|(k, _)| allowed(k) && !k.starts_with("os_glance"))
         .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
         .collect();
-    super::as_task(state, task, image, |img| {
+    super::lock::as_task(state, task, image, |img| {
         if disk_format.is_some() {
             img.disk_format = disk_format.clone();
         }

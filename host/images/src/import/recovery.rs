@@ -15,10 +15,10 @@ use glass_registry::{ImageStatus, Location, TaskStatus, now};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::copies::TASK_LOCATION_KEY;
 use super::journal::JournalEntry;
-use super::{
-    FAILED_KEY, IMPORTING_KEY, LOCK_KEY, TASK_LOCATION_KEY, merge_store_list, revert_status,
-};
+use super::lock::{merge_store_list, revert_status};
+use super::{FAILED_KEY, IMPORTING_KEY, LOCK_KEY};
 use crate::Error;
 use crate::Service;
 use crate::access::modify_image;
@@ -45,7 +45,7 @@ async fn fail_interrupted(state: &Service, entry: &JournalEntry) -> Result<(), E
         && matches!(task.status, TaskStatus::Pending | TaskStatus::Processing)
     {
         let ttl = chrono::Duration::hours(state.config.import.task_time_to_live_h as i64);
-        super::set_task(state, entry.task, |t| {
+        super::task::set_task(state, entry.task, |t| {
             t.status = TaskStatus::Failure;
             t.message = INTERRUPTED.into();
             t.expires_at = Some(now() + ttl);
