@@ -359,7 +359,7 @@ pub async fn import_image(
         _ => None,
     };
     let remote = match body.method {
-        Method::GlanceDownload => Some(import::plugins::remote_image(
+        Method::GlanceDownload => Some(import::steps::remote_image(
             &state,
             headers
                 .get("x-auth-token")

@@ -24,7 +24,7 @@ pub(super) async fn import_staged(
     if !staging.has(image) {
         return Err(format!("Image {image} has no staged data"));
     }
-    let converted = super::plugins::run_plugins(state, task, image, request).await?;
+    let converted = super::steps::run_plugins(state, task, image, request).await?;
     let location = image.to_string();
     let count = request.stores.len();
     for (index, store_id) in request.stores.iter().enumerate() {

@@ -25,7 +25,7 @@ pub mod inspect;
 pub mod journal;
 mod lock;
 pub mod network;
-pub mod plugins;
+pub mod steps;
 pub mod recovery;
 pub mod stage;
 pub mod staging;

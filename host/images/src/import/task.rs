@@ -100,7 +100,7 @@ pub(super) async fn run(
                 .remote
                 .clone()
                 .ok_or_else(|| "glance-download without a remote image".to_string())?;
-            super::plugins::fetch_remote_metadata(state, task, image, &remote).await?;
+            super::steps::fetch_remote_metadata(state, task, image, &remote).await?;
             let uri = format!(
                 "{}/v2/images/{}/file",
                 remote.endpoint.trim_end_matches('/'),

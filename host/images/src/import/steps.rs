@@ -1,4 +1,4 @@
-//! Import plugins (Glance's `image_import_plugins`): what glance-direct, web-download and
+//! Import steps (Glance's import plugins, `image_import_plugins`): what glance-direct, web-download and
 //! glance-download imports do to the staged data before it goes to the stores (never
 //! copy-image), in this order:
 //! 1. **inject** (`[import.plugins] inject`): properties set on the image (names starting
