@@ -14,13 +14,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use wasmtime::component::InstancePre;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use super::call::{CallSettings, CallState};
-use super::plugin::{Plugin, PluginKind, PluginStatus, PluginTotals, World, check_limits};
-use super::validator::Named;
+use super::call::CallSettings;
+use super::plugin::{Plugin, PluginKind, PluginStatus, PluginTotals, check_limits};
+use super::worlds::InspectorWorld;
 use super::{ComponentSource, Limits, Runtime};
 use crate::store::StoreError;
 
@@ -28,7 +27,6 @@ pub use crate::bindings::inspect::exports::glass::inspect::inspector::{
     Decompressed, Detected as InspectDetected, InspectError, Report as InspectReport,
     Violation as InspectViolation,
 };
-use crate::bindings::inspect::{Inspect, InspectPre};
 
 /// The WIT package an inspector must export.
 pub const INSPECTOR_WIT: &str = "glass:inspect@0.1.0";
@@ -43,49 +41,6 @@ const FEED_DEPTH: usize = 8;
 pub struct WasmInspector {
     plugin: Plugin<InspectorWorld>,
     runtime: Runtime,
-}
-
-/// The `glass:inspect@0.1.0` world, for [`Plugin`].
-pub(crate) struct InspectorWorld;
-
-impl World for InspectorWorld {
-    const KIND: PluginKind = PluginKind::Inspector;
-    const WIT: &'static str = INSPECTOR_WIT;
-    const EXPORT: &'static str = INSPECTOR_WIT;
-
-    type Pre = InspectPre<CallState>;
-    type Instance = Inspect;
-    type Info = Named;
-
-    fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
-        InspectPre::new(pre)
-    }
-
-    async fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<Inspect> {
-        pre.instantiate_async(store).await
-    }
-
-    async fn info(
-        inspect: &Inspect,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<Named> {
-        let info = inspect.glass_inspect_inspector().call_info(store).await?;
-        Ok(Named {
-            name: info.name,
-            version: info.version,
-        })
-    }
-
-    fn name(info: &Named) -> &str {
-        &info.name
-    }
-
-    fn version(info: &Named) -> &str {
-        &info.version
-    }
 }
 
 impl Runtime {

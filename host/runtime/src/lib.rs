@@ -26,6 +26,7 @@ pub mod store;
 mod streams;
 mod validator;
 mod wasm_store;
+mod worlds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

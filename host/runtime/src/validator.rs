@@ -1,17 +1,14 @@
-//! [`WasmValidator`]: a `glass:metadef@0.1.0` validator component, loaded and called like a
-//! store driver. It reuses the runtime's engine, compiled-component cache, pooling slots,
-//! per-call fresh instance, memory cap and deadline (`call::new_store`): a trap, a deadline
-//! or the memory cap ends that one call with [`StoreError::PluginFault`] and the next call
-//! gets a new instance. A validator is granted nothing (no directory, no hosts, no
-//! settings). Versions are held in an `ArcSwap` for hot swap, with rollback, like
-//! [`super::WasmStore`].
+//! [`WasmValidator`]: a `glass:metadef@0.1.0` validator component, a [`Plugin`] like a store
+//! driver: the runtime's engine, compiled-component cache, pooling slots, a fresh instance
+//! per call with its memory cap and deadline (a trap, a deadline or the memory cap ends that
+//! one call with [`StoreError::PluginFault`] and the next call gets a new instance), hot
+//! swap and rollback. A validator is granted nothing (no directory, no hosts, no settings).
 
 use std::sync::Arc;
 
-use wasmtime::component::InstancePre;
-
-use super::call::{CallSettings, CallState};
-use super::plugin::{Plugin, PluginKind, PluginStatus, PluginTotals, World, check_limits, idle};
+use super::call::CallSettings;
+use super::plugin::{Plugin, PluginKind, PluginStatus, PluginTotals, check_limits, idle};
+use super::worlds::ValidatorWorld;
 use super::{ComponentSource, Limits, Runtime};
 use crate::store::StoreError;
 
@@ -19,7 +16,6 @@ pub use crate::bindings::metadef::exports::glass::metadef::validate::{
     Change as ValidatorChange, ChangeOp as ValidatorChangeOp, Namespace as ValidatorNamespace,
     Property as ValidatorProperty, PropertyDefinition as ValidatorPropertyDefinition, Violation,
 };
-use crate::bindings::metadef::{Validator, ValidatorPre};
 
 /// The WIT package every validator must export, as the status reports it.
 pub const VALIDATOR_WIT: &str = "glass:metadef@0.1.0";
@@ -61,55 +57,6 @@ pub struct ValidationInput {
 pub struct WasmValidator {
     plugin: Plugin<ValidatorWorld>,
     runtime: Runtime,
-}
-
-/// The `glass:metadef@0.1.0` world, for [`Plugin`].
-pub(crate) struct ValidatorWorld;
-
-/// What a component says about itself (`info`): its name and version.
-pub(crate) struct Named {
-    pub name: String,
-    pub version: String,
-}
-
-impl World for ValidatorWorld {
-    const KIND: PluginKind = PluginKind::Validator;
-    const WIT: &'static str = VALIDATOR_WIT;
-    const EXPORT: &'static str = "glass:metadef/validate@0.1.0";
-
-    type Pre = ValidatorPre<CallState>;
-    type Instance = Validator;
-    type Info = Named;
-
-    fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
-        ValidatorPre::new(pre)
-    }
-
-    async fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<Validator> {
-        pre.instantiate_async(store).await
-    }
-
-    async fn info(
-        validator: &Validator,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<Named> {
-        let info = validator.glass_metadef_validate().call_info(store).await?;
-        Ok(Named {
-            name: info.name,
-            version: info.version,
-        })
-    }
-
-    fn name(info: &Named) -> &str {
-        &info.name
-    }
-
-    fn version(info: &Named) -> &str {
-        &info.version
-    }
 }
 
 impl Runtime {

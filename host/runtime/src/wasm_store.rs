@@ -14,17 +14,16 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use wasmtime::Engine;
-use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 use super::budget::Budget;
-use super::call::{Call, CallSettings, CallState};
-use super::plugin::{Caller, Loaded, Plugin, PluginKind, PluginStatus, PluginTotals, World, idle};
+use super::call::{Call, CallSettings};
+use super::plugin::{Caller, Loaded, Plugin, PluginStatus, PluginTotals, idle};
 use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
+use super::worlds::StoreWorld;
 use super::{CallBudgets, ComponentSource, Runtime, StoreSpec};
-use crate::bindings::store::{Capabilities, Store as Driver, StorePre as DriverPre, WitStoreError};
+use crate::bindings::store::{Capabilities, WitStoreError};
 use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
 
 /// Bytes a driver may queue on a `get` output-stream before the host has written them on.
@@ -41,107 +40,6 @@ pub struct WasmStore {
 
 /// The WIT package every store driver must export, as the status reports it.
 pub const STORE_WIT: &str = "glass:store@0.1.0";
-
-/// The `glass:store@0.1.0` world, for [`Plugin`].
-pub(crate) struct StoreWorld;
-
-/// What a store driver says about itself (`info`).
-pub(crate) struct DriverInfo {
-    caps: Capabilities,
-    store: StoreInfo,
-}
-
-impl World for StoreWorld {
-    const KIND: PluginKind = PluginKind::Store;
-    const WIT: &'static str = STORE_WIT;
-    const EXPORT: &'static str = "glass:store/driver@0.1.0";
-    const BUSY: &'static str = "too many concurrent store plugin calls";
-
-    type Pre = DriverPre<CallState>;
-    type Instance = Driver;
-    type Info = DriverInfo;
-
-    fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
-        DriverPre::new(pre)
-    }
-
-    async fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<Driver> {
-        pre.instantiate_async(store).await
-    }
-
-    async fn info(
-        driver: &Driver,
-        store: &mut wasmtime::Store<CallState>,
-    ) -> wasmtime::Result<DriverInfo> {
-        let info = driver.glass_store_driver().call_info(store).await?;
-        let caps = info.capabilities;
-        let read_only = caps.contains(Capabilities::READ_ONLY);
-        Ok(DriverInfo {
-            caps,
-            store: StoreInfo {
-                driver: info.name,
-                version: info.version,
-                can_write: caps.contains(Capabilities::WRITE) && !read_only,
-                can_delete: caps.contains(Capabilities::DELETE) && !read_only,
-                ranged_reads: caps.contains(Capabilities::RANGED_READS),
-            },
-        })
-    }
-
-    fn name(info: &DriverInfo) -> &str {
-        &info.store.driver
-    }
-
-    fn version(info: &DriverInfo) -> &str {
-        &info.store.version
-    }
-
-    fn capabilities(info: &DriverInfo) -> Vec<&'static str> {
-        capability_names(info.caps)
-    }
-
-    fn check_component(
-        engine: &Engine,
-        settings: &CallSettings,
-        component: &Component,
-    ) -> anyhow::Result<()> {
-        check_imports(engine, settings, component)
-    }
-
-    /// A new version must keep the capabilities the store relies on: read, and write if
-    /// the version serving now writes.
-    fn check_swap(id: &str, old: &DriverInfo, new: &DriverInfo) -> anyhow::Result<()> {
-        let needs = old.caps
-            & (Capabilities::READ | Capabilities::WRITE | Capabilities::DELETE)
-            & !if old.caps.contains(Capabilities::READ_ONLY) {
-                Capabilities::WRITE | Capabilities::DELETE
-            } else {
-                Capabilities::empty()
-            };
-        let lacking = needs & !new.caps;
-        anyhow::ensure!(
-            lacking == Capabilities::empty()
-                && !(new.caps.contains(Capabilities::READ_ONLY) && old.store.can_write),
-            "store {id}: {} {} lacks capabilities the store relies on: {}",
-            new.store.driver,
-            new.store.version,
-            capability_names(if lacking == Capabilities::empty() {
-                Capabilities::WRITE
-            } else {
-                lacking
-            })
-            .join(", ")
-        );
-        Ok(())
-    }
-
-    fn info_failed(_id: &str, error: StoreError) -> anyhow::Error {
-        error.into()
-    }
-}
 
 struct StoreBudgets {
     uploads: Budget,
@@ -419,40 +317,6 @@ impl ImageStore for WasmStore {
     async fn discard_partial(&self, image: Uuid) -> Result<(), StoreError> {
         self.discard_partial_raw(&image.to_string()).await
     }
-}
-
-fn capability_names(caps: Capabilities) -> Vec<&'static str> {
-    [
-        (Capabilities::READ, "read"),
-        (Capabilities::WRITE, "write"),
-        (Capabilities::DELETE, "delete"),
-        (Capabilities::RANGED_READS, "ranged-reads"),
-        (Capabilities::READ_ONLY, "read-only"),
-    ]
-    .into_iter()
-    .filter(|(c, _)| caps.contains(*c))
-    .map(|(_, name)| name)
-    .collect()
-}
-
-/// Refuses a component that needs outgoing HTTP when the store grants it no host: every
-/// call would fail, so it is better to say so when it is loaded.
-fn check_imports(
-    engine: &Engine,
-    settings: &CallSettings,
-    component: &Component,
-) -> anyhow::Result<()> {
-    let ty = component.component_type();
-    let wants_http = ty
-        .imports(engine)
-        .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
-    anyhow::ensure!(
-        !wants_http || !settings.hosts.is_empty(),
-        "store {}: the component needs network access (it imports wasi:http/outgoing-handler) \
-         but the store grants it no hosts (set `hosts` in its configuration)",
-        settings.plugin
-    );
-    Ok(())
 }
 
 /// The body of `add`, in its own task. Checks the driver's answer against what the host
