@@ -30,7 +30,7 @@ use crate::state::AppState;
 use glass_images::Error;
 use glass_images::Identity;
 use glass_images::validators::ValidatorEntry;
-use glass_runtime::{ComponentSource, PluginStatus, ValidatorStatus, WasmStore};
+use glass_runtime::{ComponentSource, PluginStatus, WasmStore};
 
 /// Largest component accepted by `PUT`.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
@@ -71,7 +71,7 @@ fn validator<'a>(state: &'a AppState, id: &str) -> Option<&'a ValidatorEntry> {
     state.validators.get(id)
 }
 
-fn validator_body(entry: &ValidatorEntry, status: ValidatorStatus) -> Json<Value> {
+fn validator_body(entry: &ValidatorEntry, status: PluginStatus) -> Json<Value> {
     let mut value = json!({ "plugin": status });
     value["plugin"]["mode"] = json!(entry.mode);
     value["plugin"]["on_failure"] = json!(entry.on_failure);

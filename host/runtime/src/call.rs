@@ -44,7 +44,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHttp;
 
-use crate::bindings::store::{Store as Driver, StorePre as DriverPre};
+use crate::plugin::World;
 use crate::store::StoreError;
 
 /// How often the engine's epoch advances (the ticker thread in `Runtime`).
@@ -78,6 +78,23 @@ pub(crate) struct CallSettings {
     pub deadline: Duration,
     /// `RuntimeConfig::blocking_file_io`.
     pub blocking_file_io: bool,
+}
+
+impl CallSettings {
+    /// The settings of a plugin granted nothing (no directory, hosts or settings): the
+    /// validators and the inspector.
+    pub fn ungranted(id: &str, limits: &crate::Limits) -> Self {
+        CallSettings {
+            plugin: id.into(),
+            dir: None,
+            hosts: Arc::new([]),
+            settings: Arc::new([]),
+            network_timeout: limits.network_timeout,
+            memory_bytes: limits.memory_bytes,
+            deadline: limits.cpu_deadline,
+            blocking_file_io: false,
+        }
+    }
 }
 
 /// The data of one call's `Store`.
@@ -160,38 +177,36 @@ impl CallStats {
     }
 }
 
-/// A live call: the store and the instantiated driver.
-pub(crate) struct Call {
+/// A live call: the store and the instantiated component of world `W`.
+pub(crate) struct Call<W: World> {
     pub store: wasmtime::Store<CallState>,
-    pub driver: Driver,
+    pub instance: W::Instance,
     plugin: Arc<str>,
     stats: Arc<CallStats>,
 }
 
-impl Call {
+impl<W: World> Call<W> {
     /// A fresh store and instance. `progress` is the byte counter of the call's host streams
     /// (see the module doc); calls without streams pass a counter nobody bumps.
     pub async fn start(
         engine: &Engine,
-        pre: &DriverPre<CallState>,
+        pre: &W::Pre,
         settings: &CallSettings,
         stats: &Arc<CallStats>,
         progress: Arc<AtomicU64>,
-    ) -> Result<Call, StoreError> {
+    ) -> Result<Self, StoreError> {
         let mut store = new_store(engine, settings, stats, progress)?;
         let plugin = settings.plugin.clone();
-        match pre.instantiate_async(&mut store).await {
-            Ok(driver) => Ok(Call {
+        match W::instantiate(pre, &mut store).await {
+            Ok(instance) => Ok(Call {
                 store,
-                driver,
+                instance,
                 plugin,
                 stats: stats.clone(),
             }),
             Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
                 tracing::warn!(plugin = %plugin, error = %e, "no free plugin instance slot");
-                Err(StoreError::Unavailable(
-                    "too many concurrent store plugin calls".into(),
-                ))
+                Err(StoreError::Unavailable(W::BUSY.into()))
             }
             Err(e) => Err(fault(&plugin, store.data(), stats, &e)),
         }
@@ -204,9 +219,8 @@ impl Call {
 }
 
 /// A fresh `Store` for one call with the plugin's grants, memory cap and deadline, the call
-/// counted. [`Call::start`] instantiates a store driver in it; plugins with bindings of their
-/// own (validators) instantiate theirs and map failures with [`fault`].
-pub(crate) fn new_store(
+/// counted; [`Call::start`] instantiates a plugin's component in it.
+fn new_store(
     engine: &Engine,
     settings: &CallSettings,
     stats: &Arc<CallStats>,
@@ -255,7 +269,7 @@ pub(crate) fn new_store(
 }
 
 /// Classifies, counts and logs the failure of a call.
-pub(crate) fn fault(
+fn fault(
     plugin: &Arc<str>,
     state: &CallState,
     stats: &CallStats,

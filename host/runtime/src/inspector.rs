@@ -1,7 +1,7 @@
 //! [`WasmInspector`]: the disk-image format inspector, a `glass:inspect@0.1.0` component
 //! (built in: `plugins/inspect-format`), loaded and called like a store driver or a
-//! validator: the runtime's engine, compiled-component cache and pooling slots, a fresh
-//! instance per call with its memory cap and deadline (`call::new_store`), granted nothing.
+//! validator: a [`Plugin`] (the runtime's engine, compiled-component cache and pooling
+//! slots, a fresh instance per call with its memory cap and deadline), granted nothing.
 //! The image bytes reach it as a `wasi:io` input-stream fed from a bounded channel (the
 //! host tees the upload into it); progress on that stream keeps the deadline from cutting a
 //! call that is reading, and a guest that returns early simply closes the channel.
@@ -14,15 +14,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use wasmtime::PoolConcurrencyLimitError;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use super::call::{CallSettings, CallState, CallStats, fault, new_store};
+use super::call::CallSettings;
+use super::plugin::{Plugin, PluginKind, PluginStatus, PluginTotals, check_limits};
+use super::worlds::InspectorWorld;
 use super::{ComponentSource, Limits, Runtime};
 use crate::store::StoreError;
 
-use crate::bindings::inspect::InspectPre;
 pub use crate::bindings::inspect::exports::glass::inspect::inspector::{
     Decompressed, Detected as InspectDetected, InspectError, Report as InspectReport,
     Violation as InspectViolation,
@@ -39,13 +39,8 @@ const FEED_DEPTH: usize = 8;
 
 /// The inspector plugin, loaded and ready: each call instantiates it afresh.
 pub struct WasmInspector {
+    plugin: Plugin<InspectorWorld>,
     runtime: Runtime,
-    settings: Arc<CallSettings>,
-    pre: InspectPre<CallState>,
-    stats: Arc<CallStats>,
-    /// What the component says about itself (`info`): name and version.
-    pub name: String,
-    pub version: String,
 }
 
 impl Runtime {
@@ -57,48 +52,13 @@ impl Runtime {
         component: ComponentSource,
         limits: Limits,
     ) -> anyhow::Result<Arc<WasmInspector>> {
-        anyhow::ensure!(
-            limits.memory_bytes <= self.inner.config.max_memory_bytes,
-            "inspector {id}: memory cap above the runtime's maximum"
-        );
-        let settings = Arc::new(CallSettings {
-            plugin: id.into(),
-            dir: None,
-            hosts: Arc::new([]),
-            settings: Arc::new([]),
-            network_timeout: limits.network_timeout,
-            memory_bytes: limits.memory_bytes,
-            deadline: limits.cpu_deadline,
-            blocking_file_io: false,
-        });
-        let compiled = self.compile(&component).await?;
-        let instance_pre = self
-            .linker()
-            .instantiate_pre(&compiled.component)
-            .map_err(|e| anyhow::anyhow!("inspector {id}: cannot link the component: {e}"))?;
-        let pre = InspectPre::new(instance_pre).map_err(|e| {
-            anyhow::anyhow!("inspector {id}: the component does not export {INSPECTOR_WIT}: {e}")
-        })?;
-        let mut inspector = WasmInspector {
+        check_limits(self, PluginKind::Inspector, id, &limits)?;
+        let settings = CallSettings::ungranted(id, &limits);
+        let plugin = Plugin::load(self, settings, &component).await?;
+        Ok(Arc::new(WasmInspector {
+            plugin,
             runtime: self.clone(),
-            settings,
-            pre,
-            stats: Default::default(),
-            name: String::new(),
-            version: String::new(),
-        };
-        let info = inspector
-            .run(|mut store, plugin| async move {
-                let r = plugin.glass_inspect_inspector().call_info(&mut store).await;
-                (store, r)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("inspector {id}: info failed: {e}"))?;
-        inspector.name = info.name;
-        inspector.version = info.version;
-        tracing::info!(inspector = id, name = %inspector.name, version = %inspector.version,
-            sha256 = %compiled.digest, "inspector plugin loaded");
-        Ok(Arc::new(inspector))
+        }))
     }
 }
 
@@ -145,28 +105,26 @@ impl WasmInspector {
             head: Bytes::new(),
             progress: progress.clone(),
         };
-        let this = self.clone();
+        let loaded = self.plugin.current();
+        let caller = self.plugin.caller().clone();
         let claimed = claimed_format.to_string();
         let budget = self.runtime.inspector_budget();
-        let task = self.runtime.io_handle().spawn(async move {
+        let task = caller.io.clone().spawn(async move {
             let _place = budget.acquire().await?;
-            let engine = this.runtime.engine().clone();
-            let mut store = new_store(&engine, &this.settings, &this.stats, progress)?;
-            let plugin = match this.pre.instantiate_async(&mut store).await {
-                Ok(p) => p,
-                Err(e) => return Err(instantiate_error(&this.settings, &store, &this.stats, e)),
-            };
+            let mut call = caller.start(&loaded, progress).await?;
             let input: DynInputStream = Box::new(AsyncReadStream::new(reader));
-            let input = store
+            let input = call
+                .store
                 .data_mut()
                 .table
                 .push(input)
                 .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
-            let result = plugin
+            let result = call
+                .instance
                 .glass_inspect_inspector()
-                .call_inspect(&mut store, input, &claimed)
+                .call_inspect(&mut call.store, input, &claimed)
                 .await;
-            result.map_err(|e| fault(&this.settings.plugin, store.data(), &this.stats, &e))
+            result.map_err(|e| call.fault(&e))
         });
         (InspectFeed { tx: Some(tx) }, task)
     }
@@ -193,84 +151,58 @@ impl WasmInspector {
             inner: out,
             progress: progress.clone(),
         };
-        let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
-        let engine = self.runtime.engine().clone();
+        let loaded = self.plugin.current();
+        let caller = self.plugin.caller().clone();
         let place = self.runtime.inspector_budget().acquire().await?;
-        self.runtime
-            .io_handle()
-            .spawn(async move {
+        self.plugin
+            .caller()
+            .run(async move {
                 let _place = place;
-                let mut store = new_store(&engine, &settings, &stats, progress)?;
-                let plugin = match pre.instantiate_async(&mut store).await {
-                    Ok(p) => p,
-                    Err(e) => return Err(instantiate_error(&settings, &store, &stats, e)),
-                };
+                let mut call = caller.start(&loaded, progress).await?;
                 let input: DynInputStream = Box::new(AsyncReadStream::new(input));
                 let output: DynOutputStream = Box::new(AsyncWriteStream::new(64 * 1024, output));
-                let table = &mut store.data_mut().table;
+                let table = &mut call.store.data_mut().table;
                 let input = table
                     .push(input)
                     .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
                 let output = table
                     .push(output)
                     .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
-                let result = plugin
+                let result = call
+                    .instance
                     .glass_inspect_inspector()
-                    .call_decompress(&mut store, input, output, limit)
+                    .call_decompress(&mut call.store, input, output, limit)
                     .await;
-                result.map_err(|e| fault(&settings.plugin, store.data(), &stats, &e))
+                result.map_err(|e| call.fault(&e))
             })
             .await
-            .map_err(|e| StoreError::Other(format!("inspector task failed: {e}")))?
-    }
-
-    /// Runs `f` on a fresh instance, on the plugin threads.
-    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(wasmtime::Store<CallState>, crate::bindings::inspect::Inspect) -> Fut
-            + Send
-            + 'static,
-        Fut: std::future::Future<Output = (wasmtime::Store<CallState>, wasmtime::Result<T>)> + Send,
-    {
-        let (settings, stats, pre) = (self.settings.clone(), self.stats.clone(), self.pre.clone());
-        let engine = self.runtime.engine().clone();
-        let place = self.runtime.inspector_budget().acquire().await?;
-        self.runtime
-            .io_handle()
-            .spawn(async move {
-                let _place = place;
-                let mut store = new_store(&engine, &settings, &stats, Arc::new(AtomicU64::new(0)))?;
-                let plugin = match pre.instantiate_async(&mut store).await {
-                    Ok(p) => p,
-                    Err(e) => return Err(instantiate_error(&settings, &store, &stats, e)),
-                };
-                let (store, result) = f(store, plugin).await;
-                result.map_err(|e| fault(&settings.plugin, store.data(), &stats, &e))
-            })
-            .await
-            .map_err(|e| StoreError::Other(format!("inspector task failed: {e}")))?
     }
 
     /// Calls and faults so far.
     pub fn calls(&self) -> (u64, u64) {
-        (
-            self.stats.calls.load(Ordering::Relaxed),
-            self.stats.faults.load(Ordering::Relaxed),
-        )
+        let totals = self.plugin.totals();
+        (totals.calls, totals.faults)
     }
-}
 
-fn instantiate_error(
-    settings: &CallSettings,
-    store: &wasmtime::Store<CallState>,
-    stats: &CallStats,
-    e: wasmtime::Error,
-) -> StoreError {
-    if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-        StoreError::Unavailable("too many concurrent plugin calls".into())
-    } else {
-        fault(&settings.plugin, store.data(), stats, &e)
+    /// Compiles `component` and swaps it in; inspections in flight finish on the old
+    /// version. On error the old version keeps serving.
+    pub async fn reload(&self, component: ComponentSource) -> anyhow::Result<PluginStatus> {
+        self.plugin.reload(component).await
+    }
+
+    /// Puts back the version that the last `reload` replaced.
+    pub fn rollback(&self) -> anyhow::Result<PluginStatus> {
+        self.plugin.rollback()
+    }
+
+    /// The version serving now, with its call counters, and the earlier versions.
+    pub fn status(&self) -> PluginStatus {
+        self.plugin.status()
+    }
+
+    /// Calls, faults, deadline hits and memory-cap hits over the inspector's lifetime.
+    pub fn totals(&self) -> PluginTotals {
+        self.plugin.totals()
     }
 }
 

@@ -6,8 +6,10 @@
 //!   advances the epoch every 10 ms), pooling allocator sized by [`RuntimeConfig`].
 //! - Components are compiled once and cached as `.cwasm` files keyed by the component's
 //!   sha256 and the engine's compatibility hash (`cache`).
-//! - Each plugin is held pre-instantiated (`StorePre`) in an `ArcSwap`, so a new version can
-//!   be swapped in while calls in flight finish on the old one ([`WasmStore::reload`]).
+//! - Each plugin (store, validator, inspector) is one generic hot-swappable `Plugin` over its
+//!   world: held pre-instantiated in an `ArcSwap`, so a new version can be swapped in while
+//!   calls in flight finish on the old one ([`WasmStore::reload`]), with rollback and
+//!   per-version counters ([`PluginStatus`]).
 //! - Every call gets a fresh `Store` and instance with the plugin's grants, memory cap and
 //!   deadline (`call`); a trap, deadline or memory exhaustion becomes
 //!   `StoreError::PluginFault` and the next call is unaffected.
@@ -19,10 +21,12 @@ mod call;
 mod config;
 mod inspector;
 mod outbound;
+mod plugin;
 pub mod store;
 mod streams;
 mod validator;
 mod wasm_store;
+mod worlds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,12 +46,13 @@ pub use inspector::{
     Decompressed, INSPECT_FORMAT, INSPECTOR_WIT, InspectDetected, InspectError, InspectFeed,
     InspectReport, InspectResult, InspectViolation, WasmInspector,
 };
+pub use plugin::{PluginKind, PluginStatus, PluginTotals, PluginVersion};
 pub use validator::{
     BUILTIN_VALIDATORS, VALIDATOR_METADEF, VALIDATOR_WIT, ValidationInput, ValidatorChange,
     ValidatorChangeOp, ValidatorNamespace, ValidatorProperty, ValidatorPropertyDefinition,
-    ValidatorSpec, ValidatorStatus, ValidatorVersion, Violation, WasmValidator, validator_source,
+    ValidatorSpec, Violation, WasmValidator, validator_source,
 };
-pub use wasm_store::{PluginStatus, PluginTotals, PluginVersion, STORE_WIT, WasmStore};
+pub use wasm_store::{STORE_WIT, WasmStore};
 
 /// The built-in file store component (`plugins/store-fs`), embedded in the binary so
 /// `glass serve` needs nothing else on disk.
@@ -277,18 +282,7 @@ impl Runtime {
     /// Compiles (or loads from the cache) the store component of `spec`, checks that it
     /// exports `glass:store/driver@0.1.0` and asks it for its `info`.
     pub async fn load_store(&self, spec: StoreSpec) -> anyhow::Result<Arc<WasmStore>> {
-        anyhow::ensure!(
-            spec.limits.memory_bytes <= self.inner.config.max_memory_bytes,
-            "store {}: memory cap of {} bytes is above the runtime's maximum of {} bytes",
-            spec.id,
-            spec.limits.memory_bytes,
-            self.inner.config.max_memory_bytes
-        );
-        anyhow::ensure!(
-            !spec.limits.cpu_deadline.is_zero(),
-            "store {}: the CPU deadline must be positive",
-            spec.id
-        );
+        plugin::check_limits(self, PluginKind::Store, &spec.id, &spec.limits)?;
         if let Some(dir) = &spec.grants.dir {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(
@@ -335,6 +329,10 @@ impl Runtime {
 
     fn validator_budget(&self) -> Arc<Budget> {
         self.inner.validator_budget.clone()
+    }
+
+    fn max_memory_bytes(&self) -> usize {
+        self.inner.config.max_memory_bytes
     }
 
     fn blocking_file_io(&self) -> bool {

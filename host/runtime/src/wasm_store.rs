@@ -10,23 +10,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use std::future::Future;
-
 use tokio::io::AsyncReadExt;
-use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use wasmtime::Engine;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 use super::budget::Budget;
-use super::call::{Call, CallSettings, CallState, CallStats};
+use super::call::{Call, CallSettings};
+use super::plugin::{Caller, Loaded, Plugin, PluginStatus, PluginTotals, idle};
 use super::streams::{CountingWriter, GetReader, InputWatch, Skip, WatchedReader};
+use super::worlds::StoreWorld;
 use super::{CallBudgets, ComponentSource, Runtime, StoreSpec};
-use crate::bindings::store::{Capabilities, StorePre as DriverPre, WitStoreError};
+use crate::bindings::store::{Capabilities, WitStoreError};
 use crate::store::{ByteReader, ImageStore, StoreError, StoreInfo, Stored};
 
 /// Bytes a driver may queue on a `get` output-stream before the host has written them on.
@@ -36,72 +33,13 @@ const PIPE_BYTES: usize = 256 * 1024;
 
 /// A store plugin, loaded and ready: each call instantiates it afresh.
 pub struct WasmStore {
-    runtime: Runtime,
-    plugin: Plugin,
-    loaded: ArcSwap<Loaded>,
-    /// Versions replaced by `reload`, newest last: what `rollback` returns to.
-    previous: std::sync::Mutex<Vec<Arc<Loaded>>>,
-}
-
-/// One version of the plugin, pre-instantiated. Calls take a snapshot, so a reload never
-/// disturbs calls in flight.
-struct Loaded {
-    pre: DriverPre<CallState>,
-    caps: Capabilities,
-    info: StoreInfo,
-    digest: String,
-    /// Where the component came from (a path, or "built-in").
-    source: String,
-    loaded_at: std::time::SystemTime,
-    stats: Arc<CallStats>,
+    plugin: Plugin<StoreWorld>,
+    /// This store's places for uploads, downloads and its other calls (`budget`).
+    budgets: Arc<StoreBudgets>,
 }
 
 /// The WIT package every store driver must export, as the status reports it.
 pub const STORE_WIT: &str = "glass:store@0.1.0";
-
-/// What `WasmStore::status` reports about one loaded version of a plugin.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginVersion {
-    pub driver: String,
-    pub version: String,
-    pub wit: &'static str,
-    pub capabilities: Vec<&'static str>,
-    pub sha256: String,
-    pub source: String,
-    pub loaded_at: chrono::DateTime<chrono::Utc>,
-    pub calls: u64,
-    pub faults: u64,
-}
-
-/// A store plugin's lifetime counters (see [`WasmStore::totals`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PluginTotals {
-    pub calls: u64,
-    pub faults: u64,
-    pub deadline_hits: u64,
-    pub memory_hits: u64,
-}
-
-/// A store plugin's status: the version serving now and those `rollback` can return to.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginStatus {
-    pub store: String,
-    pub current: PluginVersion,
-    pub previous: Vec<PluginVersion>,
-}
-
-/// What a call needs besides the snapshot; cheap to clone into a task.
-#[derive(Clone)]
-struct Plugin {
-    engine: Engine,
-    /// Lifetime counters of the store, over every version it ran.
-    totals: Arc<CallStats>,
-    settings: Arc<CallSettings>,
-    /// The runtime's plugin threads: every call runs there (see `RuntimeConfig::io_threads`).
-    io: Handle,
-    /// This store's places for uploads, downloads and its other calls (`budget`).
-    budgets: Arc<StoreBudgets>,
-}
 
 struct StoreBudgets {
     uploads: Budget,
@@ -133,70 +71,33 @@ impl StoreBudgets {
     }
 }
 
-impl Plugin {
-    /// Runs a call on the plugin threads and waits for it. If the caller goes away the call
-    /// still runs to its end (an `add` is cancelled through its input instead).
-    async fn run<T: Send + 'static>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.io
-            .spawn(call)
-            .await
-            .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
-    }
-
-    async fn start(&self, loaded: &Loaded, progress: Arc<AtomicU64>) -> Result<Call, StoreError> {
-        Call::start(
-            &self.engine,
-            &loaded.pre,
-            &self.settings,
-            &loaded.stats,
-            progress,
-        )
-        .await
-    }
-
-    fn name(&self) -> &str {
-        &self.settings.plugin
-    }
-}
-
 impl WasmStore {
     pub(super) async fn load(runtime: Runtime, spec: StoreSpec) -> anyhow::Result<Arc<Self>> {
-        let plugin = Plugin {
-            engine: runtime.engine().clone(),
-            totals: Default::default(),
-            settings: Arc::new(CallSettings {
-                plugin: spec.id.as_str().into(),
-                dir: spec.grants.dir.clone(),
-                hosts: spec.grants.hosts.clone().into(),
-                settings: spec.grants.settings.clone().into(),
-                network_timeout: spec.limits.network_timeout,
-                memory_bytes: spec.limits.memory_bytes,
-                deadline: spec.limits.cpu_deadline,
-                blocking_file_io: runtime.blocking_file_io(),
-            }),
-            io: runtime.io_handle(),
-            budgets: Arc::new(StoreBudgets::new(&spec.id, runtime.budgets())),
+        let settings = CallSettings {
+            plugin: spec.id.as_str().into(),
+            dir: spec.grants.dir.clone(),
+            hosts: spec.grants.hosts.clone().into(),
+            settings: spec.grants.settings.clone().into(),
+            network_timeout: spec.limits.network_timeout,
+            memory_bytes: spec.limits.memory_bytes,
+            deadline: spec.limits.cpu_deadline,
+            blocking_file_io: runtime.blocking_file_io(),
         };
-        let loaded = prepare(&runtime, &plugin, &spec.component).await?;
+        let plugin = Plugin::load(&runtime, settings, &spec.component).await?;
         Ok(Arc::new(Self {
-            runtime,
             plugin,
-            loaded: ArcSwap::from_pointee(loaded),
-            previous: Default::default(),
+            budgets: Arc::new(StoreBudgets::new(&spec.id, runtime.budgets())),
         }))
     }
 
     /// The store's configured id (the plugin name in faults and logs).
     pub fn id(&self) -> &str {
-        self.plugin.name()
+        self.plugin.id()
     }
 
     /// The sha256 of the component now serving.
     pub fn digest(&self) -> String {
-        self.loaded.load().digest.clone()
+        self.plugin.digest()
     }
 
     /// Compiles `component` (or loads it from the cache) and swaps it in. Calls already
@@ -208,70 +109,28 @@ impl WasmStore {
     /// granted, and keep the capabilities the store already relies on (read, and write if
     /// the version serving now writes).
     pub async fn reload(&self, component: ComponentSource) -> anyhow::Result<PluginStatus> {
-        let new = prepare(&self.runtime, &self.plugin, &component).await?;
-        let old = self.loaded.load_full();
-        let needs = old.caps
-            & (Capabilities::READ | Capabilities::WRITE | Capabilities::DELETE)
-            & !if old.caps.contains(Capabilities::READ_ONLY) {
-                Capabilities::WRITE | Capabilities::DELETE
-            } else {
-                Capabilities::empty()
-            };
-        let lacking = needs & !new.caps;
-        anyhow::ensure!(
-            lacking == Capabilities::empty()
-                && !(new.caps.contains(Capabilities::READ_ONLY) && old.info.can_write),
-            "store {}: {} {} lacks capabilities the store relies on: {}",
-            self.id(),
-            new.info.driver,
-            new.info.version,
-            capability_names(if lacking == Capabilities::empty() {
-                Capabilities::WRITE
-            } else {
-                lacking
-            })
-            .join(", ")
-        );
-        let mut previous = self.previous.lock().expect("plugin history lock");
-        previous.push(self.loaded.swap(Arc::new(new)));
-        tracing::info!(store = self.id(), sha256 = %self.digest(), "store plugin swapped in");
-        drop(previous);
-        Ok(self.status())
+        self.plugin.reload(component).await
     }
 
     /// Puts back the version that the last `reload` replaced. Calls in flight finish on the
     /// version they started with.
     pub fn rollback(&self) -> anyhow::Result<PluginStatus> {
-        let mut previous = self.previous.lock().expect("plugin history lock");
-        let back = previous.pop().ok_or_else(|| {
-            anyhow::anyhow!("store {}: no earlier version to roll back to", self.id())
-        })?;
-        self.loaded.store(back);
-        drop(previous);
-        tracing::info!(store = self.id(), sha256 = %self.digest(), "store plugin rolled back");
-        Ok(self.status())
+        self.plugin.rollback()
     }
 
     /// Calls, faults, deadline hits and memory-cap hits over the store's lifetime (every
     /// version it ran): counters that never go down, for metrics.
     pub fn totals(&self) -> PluginTotals {
-        let t = &self.plugin.totals;
-        PluginTotals {
-            calls: t.calls.load(Ordering::Relaxed),
-            faults: t.faults.load(Ordering::Relaxed),
-            deadline_hits: t.deadline_hits.load(Ordering::Relaxed),
-            memory_hits: t.memory_hits.load(Ordering::Relaxed),
-        }
+        self.plugin.totals()
     }
 
     /// The version serving now, with its call counters, and the earlier versions.
     pub fn status(&self) -> PluginStatus {
-        let previous = self.previous.lock().expect("plugin history lock");
-        PluginStatus {
-            store: self.id().to_owned(),
-            current: version_of(&self.loaded.load()),
-            previous: previous.iter().rev().map(|l| version_of(l)).collect(),
-        }
+        self.plugin.status()
+    }
+
+    fn caller(&self) -> &Caller {
+        self.plugin.caller()
     }
 
     /// `add` with the image id passed as is, unchecked: what a buggy host would send. For
@@ -282,9 +141,9 @@ impl WasmStore {
         data: ByteReader,
         size_hint: Option<u64>,
     ) -> Result<Stored, StoreError> {
-        let loaded = self.loaded.load_full();
-        if !loaded.caps.contains(Capabilities::WRITE)
-            || loaded.caps.contains(Capabilities::READ_ONLY)
+        let loaded = self.plugin.current();
+        if !loaded.info.caps.contains(Capabilities::WRITE)
+            || loaded.info.caps.contains(Capabilities::READ_ONLY)
         {
             return Err(StoreError::AccessDenied(format!(
                 "store {} does not accept writes",
@@ -295,10 +154,10 @@ impl WasmStore {
         let watch = Arc::new(InputWatch::default());
         // Dropping `_cancel` (this future dropped: the caller went away) fails the input.
         let (_cancel, cancelled) = oneshot::channel::<()>();
-        let place = self.plugin.budgets.uploads.acquire().await?;
+        let place = self.budgets.uploads.acquire().await?;
         let reader = WatchedReader::new(data, progress.clone(), watch.clone(), cancelled);
         let call = add_call(
-            self.plugin.clone(),
+            self.caller().clone(),
             loaded,
             image_id.to_owned(),
             reader,
@@ -306,7 +165,7 @@ impl WasmStore {
             progress,
             watch,
         );
-        self.plugin
+        self.caller()
             .run(async move {
                 let result = call.await;
                 drop(place);
@@ -317,20 +176,20 @@ impl WasmStore {
 
     /// `discard_partial` with the image id passed as is, unchecked (see [`Self::add_raw`]).
     pub async fn discard_partial_raw(&self, image_id: &str) -> Result<(), StoreError> {
-        let loaded = self.loaded.load_full();
-        if !loaded.caps.contains(Capabilities::WRITE)
-            || loaded.caps.contains(Capabilities::READ_ONLY)
+        let loaded = self.plugin.current();
+        if !loaded.info.caps.contains(Capabilities::WRITE)
+            || loaded.info.caps.contains(Capabilities::READ_ONLY)
         {
             return Ok(()); // a store that never writes has nothing partial
         }
-        let (plugin, image_id) = (self.plugin.clone(), image_id.to_owned());
-        let place = self.plugin.budgets.other.acquire().await?;
-        self.plugin
+        let (plugin, image_id) = (self.caller().clone(), image_id.to_owned());
+        let place = self.budgets.other.acquire().await?;
+        self.caller()
             .run(async move {
                 let _place = place;
                 let mut call = plugin.start(&loaded, idle()).await?;
                 let result = call
-                    .driver
+                    .instance
                     .glass_store_driver()
                     .call_discard_partial(&mut call.store, &image_id)
                     .await;
@@ -359,7 +218,7 @@ impl WasmStore {
 #[async_trait]
 impl ImageStore for WasmStore {
     fn info(&self) -> StoreInfo {
-        self.loaded.load().info.clone()
+        self.plugin.current().info.store.clone()
     }
 
     async fn add(
@@ -377,18 +236,18 @@ impl ImageStore for WasmStore {
         offset: u64,
         length: Option<u64>,
     ) -> Result<ByteReader, StoreError> {
-        let loaded = self.loaded.load_full();
-        self.require(loaded.caps, Capabilities::READ, "reads")?;
+        let loaded = self.plugin.current();
+        self.require(loaded.info.caps, Capabilities::READ, "reads")?;
         // A driver without ranged reads is asked for everything; the host skips and cuts.
-        let ranged = loaded.caps.contains(Capabilities::RANGED_READS);
+        let ranged = loaded.info.caps.contains(Capabilities::RANGED_READS);
         let (guest_offset, guest_length) = if ranged { (offset, length) } else { (0, None) };
-        let place = self.plugin.budgets.downloads.acquire().await?;
+        let place = self.budgets.downloads.acquire().await?;
         let (driver_end, reader_end) = tokio::io::duplex(PIPE_BYTES);
         let (outcome_tx, outcome_rx) = oneshot::channel();
-        let plugin = self.plugin.clone();
+        let plugin = self.caller().clone();
         let location = location.to_owned();
-        let stall = self.plugin.budgets.reader_stall;
-        self.plugin.io.spawn(async move {
+        let stall = self.budgets.reader_stall;
+        self.caller().io.spawn(async move {
             let _place = place;
             let progress = Arc::new(AtomicU64::new(0));
             let sink = CountingWriter::new(driver_end, progress.clone(), stall);
@@ -418,16 +277,16 @@ impl ImageStore for WasmStore {
     }
 
     async fn size(&self, location: &str) -> Result<u64, StoreError> {
-        let loaded = self.loaded.load_full();
-        self.require(loaded.caps, Capabilities::READ, "reads")?;
-        let (plugin, location) = (self.plugin.clone(), location.to_owned());
-        let place = self.plugin.budgets.other.acquire().await?;
-        self.plugin
+        let loaded = self.plugin.current();
+        self.require(loaded.info.caps, Capabilities::READ, "reads")?;
+        let (plugin, location) = (self.caller().clone(), location.to_owned());
+        let place = self.budgets.other.acquire().await?;
+        self.caller()
             .run(async move {
                 let _place = place;
                 let mut call = plugin.start(&loaded, idle()).await?;
                 let result = call
-                    .driver
+                    .instance
                     .glass_store_driver()
                     .call_size(&mut call.store, &location)
                     .await;
@@ -437,17 +296,17 @@ impl ImageStore for WasmStore {
     }
 
     async fn delete(&self, location: &str) -> Result<(), StoreError> {
-        let loaded = self.loaded.load_full();
-        self.require(loaded.caps, Capabilities::DELETE, "deletes")?;
-        if loaded.caps.contains(Capabilities::READ_ONLY) {
+        let loaded = self.plugin.current();
+        self.require(loaded.info.caps, Capabilities::DELETE, "deletes")?;
+        if loaded.info.caps.contains(Capabilities::READ_ONLY) {
             return Err(StoreError::AccessDenied(format!(
                 "store {} is read-only",
                 self.id()
             )));
         }
-        let (plugin, location) = (self.plugin.clone(), location.to_owned());
-        let place = self.plugin.budgets.other.acquire().await?;
-        self.plugin
+        let (plugin, location) = (self.caller().clone(), location.to_owned());
+        let place = self.budgets.other.acquire().await?;
+        self.caller()
             .run(async move {
                 let _place = place;
                 delete_call(&plugin, &loaded, &location).await
@@ -460,130 +319,13 @@ impl ImageStore for WasmStore {
     }
 }
 
-fn version_of(loaded: &Loaded) -> PluginVersion {
-    PluginVersion {
-        driver: loaded.info.driver.clone(),
-        version: loaded.info.version.clone(),
-        wit: STORE_WIT,
-        capabilities: capability_names(loaded.caps),
-        sha256: loaded.digest.clone(),
-        source: loaded.source.clone(),
-        loaded_at: loaded.loaded_at.into(),
-        calls: loaded.stats.calls.load(Ordering::Relaxed),
-        faults: loaded.stats.faults.load(Ordering::Relaxed),
-    }
-}
-
-fn capability_names(caps: Capabilities) -> Vec<&'static str> {
-    [
-        (Capabilities::READ, "read"),
-        (Capabilities::WRITE, "write"),
-        (Capabilities::DELETE, "delete"),
-        (Capabilities::RANGED_READS, "ranged-reads"),
-        (Capabilities::READ_ONLY, "read-only"),
-    ]
-    .into_iter()
-    .filter(|(c, _)| caps.contains(*c))
-    .map(|(_, name)| name)
-    .collect()
-}
-
-/// Refuses a component that needs outgoing HTTP when the store grants it no host: every
-/// call would fail, so it is better to say so when it is loaded.
-fn check_imports(
-    runtime: &Runtime,
-    plugin: &Plugin,
-    component: &wasmtime::component::Component,
-) -> anyhow::Result<()> {
-    let ty = component.component_type();
-    let wants_http = ty
-        .imports(runtime.engine())
-        .any(|(name, _)| name.starts_with("wasi:http/outgoing-handler@"));
-    anyhow::ensure!(
-        !wants_http || !plugin.settings.hosts.is_empty(),
-        "store {}: the component needs network access (it imports wasi:http/outgoing-handler) \
-         but the store grants it no hosts (set `hosts` in its configuration)",
-        plugin.name()
-    );
-    Ok(())
-}
-
-/// Compiles, pre-instantiates (which checks the component exports the contract and imports
-/// nothing the linker lacks) and asks the driver for its `info`.
-async fn prepare(
-    runtime: &Runtime,
-    plugin: &Plugin,
-    source: &ComponentSource,
-) -> anyhow::Result<Loaded> {
-    let compiled = runtime.compile(source).await?;
-    check_imports(runtime, plugin, &compiled.component)?;
-    let instance_pre = runtime
-        .linker()
-        .instantiate_pre(&compiled.component)
-        .map_err(|e| anyhow::anyhow!("store {}: cannot link the component: {e}", plugin.name()))?;
-    let pre = DriverPre::new(instance_pre).map_err(|e| {
-        anyhow::anyhow!(
-            "store {}: the component does not export glass:store/driver@0.1.0: {e}",
-            plugin.name()
-        )
-    })?;
-    let loaded = Loaded {
-        pre,
-        caps: Capabilities::empty(),
-        info: StoreInfo {
-            driver: String::new(),
-            version: String::new(),
-            can_write: false,
-            can_delete: false,
-            ranged_reads: false,
-        },
-        digest: compiled.digest,
-        source: source.describe(),
-        loaded_at: std::time::SystemTime::now(),
-        stats: Arc::new(CallStats::child_of(&plugin.totals)),
-    };
-    let loaded = Arc::new(loaded);
-    let (task_plugin, task_loaded) = (plugin.clone(), loaded.clone());
-    let info = plugin
-        .run(async move {
-            let mut call = task_plugin.start(&task_loaded, idle()).await?;
-            let result = call
-                .driver
-                .glass_store_driver()
-                .call_info(&mut call.store)
-                .await;
-            result.map_err(|e| call.fault(&e))
-        })
-        .await?;
-    let mut loaded = Arc::into_inner(loaded).expect("the info call has ended");
-    let caps = info.capabilities;
-    let read_only = caps.contains(Capabilities::READ_ONLY);
-    loaded.caps = caps;
-    loaded.info = StoreInfo {
-        driver: info.name,
-        version: info.version,
-        can_write: caps.contains(Capabilities::WRITE) && !read_only,
-        can_delete: caps.contains(Capabilities::DELETE) && !read_only,
-        ranged_reads: caps.contains(Capabilities::RANGED_READS),
-    };
-    tracing::info!(
-        store = plugin.name(),
-        driver = %loaded.info.driver,
-        version = %loaded.info.version,
-        sha256 = %loaded.digest,
-        from_cache = compiled.from_cache,
-        "store plugin loaded"
-    );
-    Ok(loaded)
-}
-
 /// The body of `add`, in its own task. Checks the driver's answer against what the host
 /// saw of the input: a failed input is reported as `Input`, and a driver that claims success
 /// without having read everything (or claims another size) has its data removed and is
 /// reported as faulty.
 async fn add_call(
-    plugin: Plugin,
-    loaded: Arc<Loaded>,
+    plugin: Caller,
+    loaded: Arc<Loaded<StoreWorld>>,
     image_id: String,
     reader: WatchedReader,
     size_hint: Option<u64>,
@@ -599,7 +341,7 @@ async fn add_call(
         .push(input)
         .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
     let result = call
-        .driver
+        .instance
         .glass_store_driver()
         .call_add(&mut call.store, &image_id, input, size_hint)
         .await;
@@ -652,8 +394,8 @@ async fn add_call(
 
 /// The body of `get`, in its own task; the bytes go to `sink`, the result to the reader.
 async fn get_call(
-    plugin: &Plugin,
-    loaded: &Loaded,
+    plugin: &Caller,
+    loaded: &Loaded<StoreWorld>,
     location: &str,
     offset: u64,
     length: Option<u64>,
@@ -669,31 +411,29 @@ async fn get_call(
         .push(sink)
         .map_err(|e| StoreError::Other(format!("resource table: {e}")))?;
     let result = call
-        .driver
+        .instance
         .glass_store_driver()
         .call_get(&mut call.store, location, offset, length, sink)
         .await;
     finish(&call, result)
 }
 
-async fn delete_call(plugin: &Plugin, loaded: &Loaded, location: &str) -> Result<(), StoreError> {
+async fn delete_call(
+    plugin: &Caller,
+    loaded: &Loaded<StoreWorld>,
+    location: &str,
+) -> Result<(), StoreError> {
     let mut call = plugin.start(loaded, idle()).await?;
     let result = call
-        .driver
+        .instance
         .glass_store_driver()
         .call_delete(&mut call.store, location)
         .await;
     finish(&call, result)
 }
 
-/// A progress counter for calls without streams: nothing bumps it, so their deadline is
-/// their total running time.
-fn idle() -> Arc<AtomicU64> {
-    Arc::new(AtomicU64::new(0))
-}
-
 fn finish<T>(
-    call: &Call,
+    call: &Call<StoreWorld>,
     result: wasmtime::Result<Result<T, WitStoreError>>,
 ) -> Result<T, StoreError> {
     match result {

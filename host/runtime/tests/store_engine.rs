@@ -909,18 +909,18 @@ async fn reload_swaps_the_component() {
 
     // The status counts calls and faults per version and lists the version replaced.
     let status = store.status();
-    assert_eq!(status.current.driver, "store-fs");
+    assert_eq!(status.current.name, "store-fs");
     assert_eq!(status.current.wit, "glass:store@0.1.0");
     assert!(status.current.capabilities.contains(&"write"));
     assert_eq!(status.current.faults, 0);
     assert!(status.current.calls >= 2, "{status:?}"); // info + add
     assert_eq!(status.previous.len(), 1);
-    assert_eq!(status.previous[0].driver, "store-trap");
+    assert_eq!(status.previous[0].name, "store-trap");
     assert!(status.previous[0].faults >= 1, "{status:?}");
 
     // Rollback returns to the replaced version; a second one has nothing to return to.
     let back = store.rollback().unwrap();
-    assert_eq!(back.current.driver, "store-trap");
+    assert_eq!(back.current.name, "store-trap");
     assert!(back.previous.is_empty());
     assert!(store.rollback().is_err());
 }
