@@ -16,7 +16,7 @@ use crate::cache::ImageCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::scrub::ScrubQueue;
-use crate::validators::ValidatorSet;
+use crate::validators::set::ValidatorSet;
 
 #[derive(Clone)]
 pub struct Service {
@@ -111,7 +111,8 @@ pub async fn open(config: Config) -> anyhow::Result<Service> {
             .with_context(|| format!("loading store {}", spec.id))?;
         stores.insert(StoreEntry::new(&spec, store));
     }
-    let validators = crate::validators::ValidatorSet::load(&runtime, &config.validators).await?;
+    let validators =
+        crate::validators::set::ValidatorSet::load(&runtime, &config.validators).await?;
     let cache = match config.image_cache.enabled {
         true => Some(Arc::new(
             crate::cache::ImageCache::open(

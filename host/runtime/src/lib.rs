@@ -5,7 +5,7 @@
 //! - One [`Engine`] per process: component model, epoch interruption (a ticker thread
 //!   advances the epoch every 10 ms), pooling allocator sized by [`RuntimeConfig`].
 //! - Components are compiled once and cached as `.cwasm` files keyed by the component's
-//!   sha256 and the engine's compatibility hash (`cache`).
+//!   sha256 and the engine's compatibility hash (`compiled`).
 //! - Each plugin (store, validator, inspector) is one generic hot-swappable `Plugin` over its
 //!   world: held pre-instantiated in an `ArcSwap`, so a new version can be swapped in while
 //!   calls in flight finish on the old one ([`WasmStore::reload`]), with rollback and
@@ -16,8 +16,8 @@
 
 mod bindings;
 mod budget;
-mod cache;
 mod call;
+mod compiled;
 mod config;
 mod inspector;
 mod outbound;
@@ -38,8 +38,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use budget::Budget;
 pub use budget::CallBudgets;
-use cache::ComponentCache;
 use call::{CallState, TICK};
+use compiled::ComponentCache;
 pub use config::PluginCallsConfig;
 
 pub use inspector::{
@@ -296,7 +296,7 @@ impl Runtime {
     }
 
     /// Compiles off the async threads (a component takes hundreds of milliseconds).
-    async fn compile(&self, source: &ComponentSource) -> anyhow::Result<cache::Compiled> {
+    async fn compile(&self, source: &ComponentSource) -> anyhow::Result<compiled::Compiled> {
         let this = self.clone();
         let source = source.clone();
         tokio::task::spawn_blocking(move || {

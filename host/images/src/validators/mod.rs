@@ -18,10 +18,12 @@
 //! write that follows is a compare-and-swap that may land on a copy changed meanwhile (the
 //! properties a request sets are validated whatever else changed).
 
-use std::sync::Arc;
-use std::time::Duration;
+pub mod set;
 
-use anyhow::Context;
+pub use set::{ValidatorEntry, ValidatorSet};
+
+use std::sync::Arc;
+
 use glass_registry::{Image, MetadefDefinition, MetadefVisibility};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -30,76 +32,16 @@ use crate::Error;
 use crate::Service;
 use crate::access::{check_image_rule, visible_image};
 use crate::auth::identity::Identity;
-use crate::config::{ValidatorConfig, ValidatorFailure, ValidatorMode};
+use crate::config::{ValidatorFailure, ValidatorMode};
 use crate::patch::{self, Change, Op};
 use crate::view::image_body;
 use glass_runtime::{
-    Limits, Runtime, ValidationInput, ValidatorChange, ValidatorChangeOp, ValidatorNamespace,
-    ValidatorProperty, ValidatorPropertyDefinition, ValidatorSpec, Violation, WasmValidator,
-    validator_source,
+    ValidationInput, ValidatorChange, ValidatorChangeOp, ValidatorNamespace, ValidatorProperty,
+    ValidatorPropertyDefinition, Violation,
 };
 
 /// The resource type whose namespaces apply to images.
 pub const IMAGE_RESOURCE_TYPE: &str = "OS::Glance::Image";
-
-/// One configured validator.
-pub struct ValidatorEntry {
-    pub id: String,
-    pub mode: ValidatorMode,
-    pub on_failure: ValidatorFailure,
-    pub plugin: Arc<WasmValidator>,
-}
-
-/// The configured validators, in the order they run.
-#[derive(Default)]
-pub struct ValidatorSet {
-    entries: Vec<ValidatorEntry>,
-}
-
-impl std::fmt::Debug for ValidatorSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.entries.iter().map(|e| &e.id))
-            .finish()
-    }
-}
-
-impl ValidatorSet {
-    /// Loads every configured validator (compiled once, then from the cache).
-    pub async fn load(runtime: &Runtime, configs: &[ValidatorConfig]) -> anyhow::Result<Self> {
-        let mut entries = Vec::with_capacity(configs.len());
-        for config in configs {
-            let plugin = runtime
-                .load_validator(ValidatorSpec {
-                    id: config.id.clone(),
-                    component: validator_source(&config.component),
-                    limits: Limits {
-                        memory_bytes: config.memory_limit_mb << 20,
-                        cpu_deadline: Duration::from_millis(config.cpu_deadline_ms),
-                        ..Limits::default()
-                    },
-                })
-                .await
-                .with_context(|| format!("loading validator {}", config.id))?;
-            entries.push(ValidatorEntry {
-                id: config.id.clone(),
-                mode: config.mode,
-                on_failure: config.on_failure,
-                plugin,
-            });
-        }
-        Ok(Self { entries })
-    }
-
-    pub fn entries(&self) -> &[ValidatorEntry] {
-        &self.entries
-    }
-
-    /// The validator configured as `id`.
-    pub fn get(&self, id: &str) -> Option<&ValidatorEntry> {
-        self.entries.iter().find(|e| e.id == id)
-    }
-}
 
 /// Validates an image about to be created from the attributes of the request body.
 pub async fn check_create(
@@ -107,7 +49,7 @@ pub async fn check_create(
     image: &Image,
     body: &Map<String, Value>,
 ) -> Result<(), Error> {
-    if state.validators.entries.is_empty() {
+    if state.validators.entries().is_empty() {
         return Ok(());
     }
     let changes = body
@@ -130,7 +72,7 @@ pub async fn check_patch(
     id: Uuid,
     changes: &[Change],
 ) -> Result<(), Error> {
-    if state.validators.entries.is_empty() {
+    if state.validators.entries().is_empty() {
         return Ok(());
     }
     let Ok(mut image) = visible_image(state, who, id).await else {
@@ -179,7 +121,7 @@ async fn run(state: &Service, image: &Image, changes: Vec<ValidatorChange>) -> R
         changes,
         namespaces: image_namespaces(state, image.owner.as_deref()).await?,
     });
-    for entry in &state.validators.entries {
+    for entry in state.validators.entries() {
         match entry.plugin.validate(input.clone()).await {
             Ok(Ok(())) => state.metrics.validator_result(&entry.id, "accepted"),
             Ok(Err(violations)) => {
