@@ -25,6 +25,8 @@
 //! the operator chose the plugin), and a peer that stops sending or reading (no CPU; the HTTP
 //! layer's timeouts own that).
 
+use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,10 +35,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Component, InstancePre, ResourceTable};
 use wasmtime::{
-    CallHook, Engine, PoolConcurrencyLimitError, ResourceLimiter, StoreLimits, StoreLimitsBuilder,
-    Trap, UpdateDeadline,
+    CallHook, Engine, PoolConcurrencyLimitError, ResourceLimiter, Store, StoreLimits,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -44,7 +46,6 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHttp;
 
-use crate::plugin::World;
 use crate::store::StoreError;
 
 /// How often the engine's epoch advances (the ticker thread in `Runtime`).
@@ -174,6 +175,89 @@ impl CallStats {
         if let Some(p) = &self.parent {
             p.record_fault(kind);
         }
+    }
+}
+
+/// The kinds of plugin, as statuses, errors and logs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Store,
+    Validator,
+    Inspector,
+}
+
+impl PluginKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Validator => "validator",
+            Self::Inspector => "inspector",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a world (one WIT contract) tells [`Plugin`]: how to pre-instantiate, instantiate
+/// and check a component of it.
+pub(crate) trait World: Send + Sync + Sized + 'static {
+    const KIND: PluginKind;
+    /// The WIT package, as the status reports it.
+    const WIT: &'static str;
+    /// What a component must export, as a refusal names it.
+    const EXPORT: &'static str;
+    /// The `Unavailable` message when no instance slot is free.
+    const BUSY: &'static str = "too many concurrent plugin calls";
+
+    type Pre: Clone + Send + Sync + 'static;
+    type Instance: Send + 'static;
+    /// What a loaded version says about itself.
+    type Info: Send + Sync + 'static;
+
+    /// Checks the component exports the contract.
+    fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre>;
+
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send;
+
+    /// The `info` call every contract has, asked of each version when it is loaded.
+    fn info(
+        instance: &Self::Instance,
+        store: &mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Info>> + Send;
+
+    /// The name the component gives itself, and its version.
+    fn name(info: &Self::Info) -> &str;
+    fn version(info: &Self::Info) -> &str;
+
+    /// What the status lists as the version's capabilities (only stores have any).
+    fn capabilities(_info: &Self::Info) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Refuses a compiled component before it is linked (e.g. one needing grants it lacks).
+    fn check_component(
+        _engine: &Engine,
+        _settings: &CallSettings,
+        _component: &Component,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Refuses a new version that cannot replace the one serving.
+    fn check_swap(_id: &str, _old: &Self::Info, _new: &Self::Info) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The load error when the `info` call failed.
+    fn info_failed(id: &str, error: StoreError) -> anyhow::Error {
+        anyhow::anyhow!("{} {id}: info failed: {error}", Self::KIND)
     }
 }
 
