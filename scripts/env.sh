@@ -34,7 +34,8 @@ trim_target_dir() {
     rm -rf "$CARGO_TARGET_DIR/$profile/incremental"
   done
   local free_gb
-  free_gb=$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+  mkdir -p "$CARGO_TARGET_DIR"
+  free_gb=$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}' || true)
   if [ -n "$free_gb" ] && [ "$free_gb" -lt 20 ]; then
     echo "warning: only ${free_gb} GB free on the disk of $CARGO_TARGET_DIR" >&2
   fi
