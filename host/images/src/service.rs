@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
+use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledOptions, SledRegistry};
 use glass_runtime::{
     CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec,
 };
@@ -140,8 +140,11 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
         crate::config::RegistryBackend::Sled => {
             let path = config.data_dir.join("registry");
             Arc::new(
-                SledRegistry::open(&path)
-                    .with_context(|| format!("opening the sled registry in {}", path.display()))?,
+                SledRegistry::open_with(
+                    &path,
+                    &SledOptions::with_cache_mb(config.registry.cache_mb),
+                )
+                .with_context(|| format!("opening the sled registry in {}", path.display()))?,
             )
         }
         crate::config::RegistryBackend::Postgres => {

@@ -249,6 +249,10 @@ fn filter(sql: &mut Sql, f: &Filter) -> String {
                 TextField::Owner => "i.owner",
                 TextField::DiskFormat => "i.disk_format",
                 TextField::ContainerFormat => "i.container_format",
+                // Not columns yet: compared in the record below.
+                TextField::Checksum | TextField::OsHashValue => {
+                    return "TRUE".into();
+                }
             };
             let values: Vec<Vec<u8>> = values.iter().map(|v| v.as_bytes().to_vec()).collect();
             format!("{col} = ANY({})", sql.param(values, Type::BYTEA_ARRAY))
@@ -348,7 +352,13 @@ pub(super) async fn list_images(
         .iter()
         .map(|r| image_from_row(r.get(0), r.get(1)))
         .collect::<Result<Vec<_>>>()?;
+    let examined = images.len();
     let more = images.len() > query.limit;
     images.truncate(query.limit);
-    Ok(ImagePage { images, more })
+    let next = images.last().filter(|_| more).map(|i| i.id);
+    Ok(ImagePage {
+        images,
+        next,
+        examined,
+    })
 }

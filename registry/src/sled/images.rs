@@ -273,14 +273,19 @@ impl ImageTrees {
                 }
                 group_head = Some(image.clone());
             }
-            if query.admits(&image, &memberships) {
+            if query.admits(&image, memberships.get(&image.id).copied()) {
                 group.push(image);
             }
         }
         flush(&mut group, &mut page);
         let more = page.len() > query.limit;
         page.truncate(query.limit);
-        Ok(ImagePage { images: page, more })
+        let next = page.last().filter(|_| more).map(|i| i.id);
+        Ok(ImagePage {
+            images: page,
+            next,
+            examined: 0,
+        })
     }
 
     pub(super) fn add_member(&self, member: Member) -> Result<Member> {
