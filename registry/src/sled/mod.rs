@@ -8,7 +8,11 @@
 //! `tx.rs` the transaction helpers both use; this file opens them and implements
 //! [`Registry`] over them.
 
+mod cursor;
 mod images;
+mod index;
+mod layout;
+mod list;
 mod metadef;
 mod tx;
 
