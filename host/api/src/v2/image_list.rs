@@ -361,7 +361,9 @@ pub async fn list(
     )?;
     let pairs = query_pairs(raw.as_deref());
     let query = parse_query(&pairs, &who, &state.config)?;
+    let budget = query.budget;
     let page = state.registry.list_images(query).await?;
+    state.metrics.list_work(page.examined, budget);
     let next = page.next.map(|marker| link(&pairs, Some(marker)));
     let body = ListBody {
         images: page.images.iter().map(image_body).collect(),
