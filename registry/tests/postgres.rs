@@ -1,7 +1,10 @@
 //! The PostgreSQL engine against the shared registry test suite, on a throwaway cluster
 //! started for this test binary; plus what only a real server shows: compare-and-swap
 //! between two pools (two nodes), migrations applied once when nodes start together, and
-//! a schema newer than this release refused.
+//! a schema newer than this release refused; query plans on a large catalogue (`plans`).
+
+#[path = "postgres/plans.rs"]
+mod plans;
 
 use std::sync::Arc;
 
