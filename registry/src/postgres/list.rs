@@ -206,6 +206,28 @@ fn one_of<T: ToSql + Sync + Send + Ord + 'static>(
     }
 }
 
+/// How many leading bytes of a hash its index keeps (migration 3's `substr(…, 1, 8)`).
+const HASH_PREFIX: usize = 8;
+
+/// The hash column `col` equals one of `values`: through its index on the leading bytes,
+/// then exactly.
+fn hash_one_of(sql: &mut Sql, col: &str, values: &[String]) -> String {
+    let values: Vec<Vec<u8>> = values.iter().map(|v| v.as_bytes().to_vec()).collect();
+    let prefixes: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| v[..v.len().min(HASH_PREFIX)].to_vec())
+        .collect();
+    let prefix = one_of(
+        sql,
+        &format!("substr({col}, 1, {HASH_PREFIX})"),
+        prefixes,
+        Type::BYTEA,
+        Type::BYTEA_ARRAY,
+    );
+    let exact = one_of(sql, col, values, Type::BYTEA, Type::BYTEA_ARRAY);
+    format!("{prefix} AND {exact}")
+}
+
 /// `col` equals one of the constants `values` (SQL literals).
 fn constant_one_of(col: &str, mut values: Vec<String>) -> String {
     values.sort();
@@ -256,10 +278,15 @@ fn filter(sql: &mut Sql, f: &Filter) -> String {
                     let values = values.iter().map(|v| bytea_literal(v.as_bytes())).collect();
                     return constant_one_of(col, values);
                 }
+                TextField::Checksum | TextField::OsHashValue => {
+                    let col = match field {
+                        TextField::Checksum => "i.checksum",
+                        _ => "i.os_hash_value",
+                    };
+                    return hash_one_of(sql, col, values);
+                }
                 TextField::Name => "i.name",
                 TextField::Owner => "i.owner",
-                TextField::Checksum => "i.checksum",
-                TextField::OsHashValue => "i.os_hash_value",
             };
             let values: Vec<Vec<u8>> = values.iter().map(|v| v.as_bytes().to_vec()).collect();
             one_of(sql, col, values, Type::BYTEA, Type::BYTEA_ARRAY)
