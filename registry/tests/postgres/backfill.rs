@@ -15,6 +15,9 @@ use super::{connect, database};
 
 const ROWS: usize = 2_500;
 
+/// A row's `checksum` and `os_hash_value`.
+type Hashes = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Image `i`: checksum and hash, checksum only, or neither (queued).
 fn old_image(i: usize) -> Image {
     let mut image = Image::new(Uuid::new_v4(), Some("p".into()));
@@ -102,7 +105,7 @@ async fn migration_3_fills_checksums_from_the_records() {
         SCHEMA_VERSION
     );
     // Every row's columns are its record's values.
-    let stored: HashMap<Uuid, (Option<Vec<u8>>, Option<Vec<u8>>)> = client
+    let stored: HashMap<Uuid, Hashes> = client
         .query("SELECT id, checksum, os_hash_value FROM images", &[])
         .await
         .expect("columns")
