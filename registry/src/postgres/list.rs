@@ -239,10 +239,11 @@ fn constant_one_of(col: &str, mut values: Vec<String>) -> String {
     }
 }
 
-/// A bytea constant in the statement's text (hex digits: nothing to escape).
+/// A bytea constant in the statement's text: hex digits, nothing to escape; an escape
+/// string (`E'\\x…'`), read alike whatever `standard_conforming_strings` says.
 fn bytea_literal(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2 + 12);
-    out.push_str("'\\x");
+    let mut out = String::with_capacity(bytes.len() * 2 + 16);
+    out.push_str("E'\\\\x");
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }

@@ -137,6 +137,15 @@ impl Catalogue {
             .collect()
     }
 
+    /// How many images `query` lists in all.
+    fn visible(&self, query: &ImageQuery) -> usize {
+        let all = ImageQuery {
+            limit: usize::MAX,
+            ..query.clone()
+        };
+        self.expected(&all).len()
+    }
+
     /// How many images satisfy `filter` alone.
     fn matching(&self, filter: &Filter) -> usize {
         self.images.iter().filter(|i| filter.matches(i)).count()
@@ -515,6 +524,16 @@ fn cases(catalogue: &Catalogue) -> Vec<Case> {
             query: q,
         });
     }
+    // A viewer's listing sorted by name: each part of the scope is read whole and sorted
+    // (or the name index walked, rejecting other projects' images).
+    let mut viewer_by_name = query(viewer(), Vec::new());
+    viewer_by_name.sort = vec![(SortKey::Name, SortDir::Asc)];
+    let visible = catalogue.visible(&viewer_by_name);
+    cases.push(Case {
+        label: "viewer: sorted by name".into(),
+        query: viewer_by_name,
+        bound: Bound::Matching(visible),
+    });
     let mut by_name = query(admin(), Vec::new());
     by_name.sort = vec![(SortKey::Name, SortDir::Asc)];
     by_name.marker = Some(catalogue.images[IMAGES / 3].id);
