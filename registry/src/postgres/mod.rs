@@ -11,7 +11,9 @@
 //! stale, or a refused transition). Member changes bump the image's revision in the same
 //! transaction, as in the sled engine, and members go with their image (foreign key, cascade).
 //! Listing is one query: visibility, filters, keyset pagination from the marker on the full
-//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`).
+//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`); a non-admin's scope is
+//! a UNION ALL of parts an index each serves in order (`scope.rs`). The row's columns come
+//! from the record on every write (`row.rs`); `explain.rs` shows the plans to the tests.
 
 mod explain;
 mod list;
