@@ -1,7 +1,13 @@
 //! The PostgreSQL engine against the shared registry test suite, on a throwaway cluster
 //! started for this test binary; plus what only a real server shows: compare-and-swap
 //! between two pools (two nodes), migrations applied once when nodes start together, and
-//! a schema newer than this release refused.
+//! a schema newer than this release refused; query plans on a large catalogue (`plans`);
+//! migration 3's backfill on a database the previous release wrote (`backfill`).
+
+#[path = "postgres/backfill.rs"]
+mod backfill;
+#[path = "postgres/plans.rs"]
+mod plans;
 
 use std::sync::Arc;
 

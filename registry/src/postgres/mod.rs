@@ -11,17 +11,23 @@
 //! stale, or a refused transition). Member changes bump the image's revision in the same
 //! transaction, as in the sled engine, and members go with their image (foreign key, cascade).
 //! Listing is one query: visibility, filters, keyset pagination from the marker on the full
-//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`).
+//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`); a non-admin's scope is
+//! a UNION ALL of parts an index each serves in order (`scope.rs`). The row's columns come
+//! from the record on every write (`row.rs`); `explain.rs` shows the plans to the tests.
 
+mod explain;
 mod list;
 mod metadef;
 mod migrations;
+mod row;
+mod scope;
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Registry;
@@ -33,7 +39,10 @@ use crate::metadef::{
 };
 use crate::model::{Image, ImageStatus, Member, MemberStatus, Task};
 use crate::query::{ImagePage, ImageQuery};
+use row::ImageRow;
 
+#[doc(hidden)]
+pub use explain::PlanKind;
 pub use migrations::{SCHEMA_VERSION, schema_version};
 
 /// The PostgreSQL-backed [`Registry`]. Cloning shares the pool.
@@ -79,10 +88,6 @@ pub(crate) fn property_entry(key: &str, value: &str) -> Vec<u8> {
     out
 }
 
-fn bytes(s: &Option<String>) -> Option<&[u8]> {
-    s.as_deref().map(str::as_bytes)
-}
-
 /// The statuses an image may be in to become `next` (for the compare-and-swap's WHERE).
 fn statuses_that_may_become(next: ImageStatus) -> Vec<&'static str> {
     ImageStatus::ALL
@@ -113,10 +118,6 @@ pub struct PostgresOptions {
     pub pool_size: usize,
 }
 
-const IMAGE_COLUMNS: &str = "status, visibility, owner, name, disk_format, container_format, \
-                             size, protected, os_hidden, created_at, updated_at, tags, \
-                             properties, record";
-
 impl PostgresRegistry {
     /// Connects, applies the migrations this release knows that the database lacks (under
     /// an advisory lock, so nodes starting together take turns), and returns the engine.
@@ -140,6 +141,53 @@ impl PostgresRegistry {
         let mut client = registry.client().await?;
         migrations::apply(&mut client).await?;
         Ok(registry)
+    }
+
+    /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the statement `list_images` runs for
+    /// `query`, as a custom or generic plan: what the query plan tests hold the schema to.
+    #[doc(hidden)]
+    pub async fn explain_list(
+        &self,
+        query: &ImageQuery,
+        kind: PlanKind,
+    ) -> Result<serde_json::Value> {
+        let client = self.client().await?;
+        explain::explain_list(&client, query, kind).await
+    }
+
+    /// Stores new images (revision 1) as [`Registry::create_image`] would, many per
+    /// statement, in one transaction: for populating tests and benchmarks. An id already
+    /// taken fails the whole call.
+    #[doc(hidden)]
+    pub async fn import_images(&self, images: &[Image]) -> Result<()> {
+        /// Rows per statement (PostgreSQL takes at most 65,535 parameters).
+        const BATCH: usize = 1000;
+        let stored: Vec<Image> = images
+            .iter()
+            .map(|i| Image {
+                revision: 1,
+                ..i.clone()
+            })
+            .collect();
+        let rows = stored
+            .iter()
+            .map(ImageRow::new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        for batch in rows.chunks(BATCH) {
+            let stmt = tx
+                .prepare(&row::insert_statement(batch.len()))
+                .await
+                .map_err(pg)?;
+            let mut params = Vec::with_capacity(batch.len() * (row::COLUMNS.len() + 1));
+            for row in batch {
+                params.push(row.id());
+                params.extend(row.values());
+            }
+            tx.execute(&stmt, &params).await.map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -185,44 +233,13 @@ impl Registry for PostgresRegistry {
     async fn create_image(&self, image: Image) -> Result<Image> {
         let mut stored = image;
         stored.revision = 1;
-        let record = encode(&stored)?;
-        let tags: Vec<&[u8]> = stored.tags.iter().map(|t| t.as_bytes()).collect();
-        let props: Vec<Vec<u8>> = stored
-            .properties
-            .iter()
-            .map(|(k, v)| property_entry(k, v))
-            .collect();
-        let size = stored.size.map(|s| to_i64(s, "size")).transpose()?;
+        let row = ImageRow::new(&stored)?;
         let client = self.client().await?;
-        let sql = format!(
-            "INSERT INTO images (id, revision, {IMAGE_COLUMNS}) \
-             VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (id) DO NOTHING"
-        );
+        let sql = format!("{} ON CONFLICT (id) DO NOTHING", row::insert_statement(1));
         let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &stored.id,
-                    &stored.status.as_str(),
-                    &stored.visibility.as_str(),
-                    &bytes(&stored.owner),
-                    &bytes(&stored.name),
-                    &bytes(&stored.disk_format),
-                    &bytes(&stored.container_format),
-                    &size,
-                    &stored.protected,
-                    &stored.os_hidden,
-                    &stored.created_at,
-                    &stored.updated_at,
-                    &tags,
-                    &props,
-                    &record,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+        let mut params = vec![row.id()];
+        params.extend(row.values());
+        let n = client.execute(&stmt, &params).await.map_err(pg)?;
         if n == 0 {
             return Err(RegistryError::DuplicateImage(stored.id));
         }
@@ -252,51 +269,17 @@ impl Registry for PostgresRegistry {
             return Err(RegistryError::Stale(stored.id));
         };
         stored.revision = next;
-        let record = encode(&stored)?;
-        let tags: Vec<&[u8]> = stored.tags.iter().map(|t| t.as_bytes()).collect();
-        let props: Vec<Vec<u8>> = stored
-            .properties
-            .iter()
-            .map(|(k, v)| property_entry(k, v))
-            .collect();
-        let size = stored.size.map(|s| to_i64(s, "size")).transpose()?;
+        let row = ImageRow::new(&stored)?;
         let from = statuses_that_may_become(stored.status);
+        let expected_revision = expected as i64;
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "UPDATE images SET revision = revision + 1, status = $3, visibility = $4, \
-                 owner = $5, name = $6, disk_format = $7, container_format = $8, size = $9, \
-                 protected = $10, os_hidden = $11, created_at = $12, updated_at = $13, \
-                 tags = $14, properties = $15, record = $16 \
-                 WHERE id = $1 AND revision = $2 AND status = ANY($17)",
-            )
+            .prepare_cached(&row::update_statement())
             .await
             .map_err(pg)?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &stored.id,
-                    &(expected as i64),
-                    &stored.status.as_str(),
-                    &stored.visibility.as_str(),
-                    &bytes(&stored.owner),
-                    &bytes(&stored.name),
-                    &bytes(&stored.disk_format),
-                    &bytes(&stored.container_format),
-                    &size,
-                    &stored.protected,
-                    &stored.os_hidden,
-                    &stored.created_at,
-                    &stored.updated_at,
-                    &tags,
-                    &props,
-                    &record,
-                    &from,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![row.id(), &expected_revision, &from];
+        params.extend(row.values());
+        let n = client.execute(&stmt, &params).await.map_err(pg)?;
         if n == 1 {
             return Ok(stored);
         }
