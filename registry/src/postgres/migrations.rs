@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use crate::codec::decode;
+use crate::codec::decode_image;
 use crate::error::{RegistryError, Result};
 use crate::model::Image;
 
@@ -148,7 +148,7 @@ async fn image_hashes(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
         let (mut ids, mut checksums, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for row in &rows {
             let id: Uuid = row.get(0);
-            let image: Image = decode(row.get(1))
+            let image: Image = decode_image(row.get(1))
                 .map_err(|e| RegistryError::Corrupt(format!("image {id}: {e}")))?;
             if image.checksum.is_some() || image.os_hash_value.is_some() {
                 ids.push(id);

@@ -31,7 +31,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Registry;
-use crate::codec::{decode, encode};
+use crate::codec::{decode, decode_image, encode};
 use crate::error::{RegistryError, Result};
 use crate::metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
@@ -99,7 +99,7 @@ fn statuses_that_may_become(next: ImageStatus) -> Vec<&'static str> {
 
 /// An image row read back: the record with the authoritative revision.
 fn image_from_row(revision: i64, record: &[u8]) -> Result<Image> {
-    let mut image: Image = decode(record)?;
+    let mut image: Image = decode_image(record)?;
     image.revision = to_u64(revision)?;
     Ok(image)
 }

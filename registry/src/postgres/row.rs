@@ -4,7 +4,7 @@
 use tokio_postgres::types::ToSql;
 
 use super::{property_entry, to_i64};
-use crate::codec::encode;
+use crate::codec::encode_image;
 use crate::error::Result;
 use crate::model::Image;
 
@@ -68,7 +68,7 @@ impl<'a> ImageRow<'a> {
                 .collect(),
             checksum: bytes(&image.checksum),
             os_hash_value: bytes(&image.os_hash_value),
-            record: encode(image)?,
+            record: encode_image(image),
         })
     }
 

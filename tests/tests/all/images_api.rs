@@ -780,7 +780,11 @@ async fn hash_lookups_and_budgeted_pages() {
     // The two oldest get hashes and a size (the last in the default, newest-first order).
     let registry = &server.state.registry;
     for (i, id) in created[..2].iter().enumerate() {
-        let mut image = registry.get_image(id.parse().unwrap()).await.unwrap().unwrap();
+        let mut image = registry
+            .get_image(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         image.status = ImageStatus::Active;
         image.size = Some(4096);
         image.checksum = Some(format!("{i:032x}"));
@@ -789,7 +793,10 @@ async fn hash_lookups_and_budgeted_pages() {
     }
     for (query, want) in [
         (format!("checksum={:032x}", 1), vec![created[1].clone()]),
-        (format!("os_hash_value={:0128x}", 0), vec![created[0].clone()]),
+        (
+            format!("os_hash_value={:0128x}", 0),
+            vec![created[0].clone()],
+        ),
         ("checksum=ffff".to_string(), vec![]),
     ] {
         let (status, body) = admin.get_json(&format!("/v2/images?{query}")).await;
@@ -813,7 +820,10 @@ async fn hash_lookups_and_budgeted_pages() {
         assert!(responses < 50, "next links do not end");
     }
     assert_eq!(found, vec![created[1].clone(), created[0].clone()]);
-    assert!(responses >= 3, "{responses} responses: the budget did not bound them");
+    assert!(
+        responses >= 3,
+        "{responses} responses: the budget did not bound them"
+    );
     let metrics = admin.get("/metrics").await.text().await.unwrap();
     let spent: f64 = metrics
         .lines()

@@ -61,8 +61,13 @@ async fn build(r: &dyn Registry) -> Catalogue {
         };
         img.disk_format = Some(["qcow2", "raw", "iso"][i % 3].into());
         img.container_format = Some("bare".into());
-        img.checksum = Some(format!("{:032x}", i as u128 * 0x9e37_79b9 + 1));
-        img.os_hash_value = Some(format!("{:0128x}", i as u128 * 0x85eb_ca6b + 7));
+        // Unique in every run (runs may share a database), as real hashes are.
+        img.checksum = Some(Uuid::new_v4().simple().to_string());
+        img.os_hash_value = Some(
+            (0..4)
+                .map(|_| Uuid::new_v4().simple().to_string())
+                .collect(),
+        );
         img.size = Some((i as u64 * 4099) % 100_000);
         img.protected = i % 400 == 1;
         img.os_hidden = i % 300 == 2;
