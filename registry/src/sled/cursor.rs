@@ -92,9 +92,9 @@ pub fn start(dir: SortDir) -> Pos {
     }
 }
 
-/// Progress an intersection made that a resumed walk may skip: the furthest position of its
-/// first member (the viewer's scope, when there is one: an image the viewer may see) that the
-/// others ruled out.
+/// Progress an intersection made that a resumed walk may skip: the furthest position held by
+/// its first member (the viewer's scope, when there is one: an image the viewer may see) that
+/// another member ruled out.
 #[derive(Debug, Default)]
 pub struct Settled(pub Option<Pos>);
 
@@ -161,24 +161,27 @@ impl Cursor {
             Cursor::And(members) => {
                 let n = members.len();
                 let mut t = *target;
-                // Which member gave `t`, and how many members in a row hold it.
-                let mut from = usize::MAX;
+                // Whether the first member holds `t` (so the image there is one the viewer may
+                // see), and how many members in a row hold it.
+                let mut first_holds = false;
                 let mut agree = 0;
                 let mut i = 0;
                 loop {
                     match members[i].seek(tree, &t, dir, budget, &mut Settled::default())? {
                         Seek::At(p) if p == t => {
+                            first_holds |= i == 0;
                             agree += 1;
                             if agree >= n {
                                 return Ok(Seek::At(t));
                             }
                         }
                         Seek::At(p) => {
-                            if from == 0 {
+                            // `t` is ruled out: everything before `p` is settled.
+                            if first_holds {
                                 settled.0 = Some(t);
                             }
                             t = p;
-                            from = i;
+                            first_holds = i == 0;
                             agree = 1;
                         }
                         other => return Ok(other),

@@ -13,7 +13,7 @@ use super::list::{self, Trees};
 use super::tx::{TxResult, abort, commit, decode_tx, encode_tx, engine};
 use crate::codec::{self, decode, decode_image, encode_image};
 use crate::error::{RegistryError, Result};
-use crate::model::{Image, Member, Task};
+use crate::model::{Image, Member, Task, Visibility};
 use crate::query::{ImagePage, ImageQuery};
 
 // Positions in `ImageTrees::trees`.
@@ -30,7 +30,7 @@ fn image_tx(bytes: &[u8]) -> TxResult<Image> {
 }
 
 /// Writes `new` and its index entries, replacing those of `old`. `members` are the image's
-/// members (their entries carry its position, which moves if `created_at` does).
+/// members (their entries carry its position and depend on its visibility).
 fn put_image(
     t: &[TransactionalTree],
     old: Option<&Image>,
@@ -50,16 +50,31 @@ fn put_image(
     for key in new_keys.difference(&old_keys) {
         t[INDEX].insert(key.as_slice(), &[])?;
     }
-    if let Some(old) = old
-        && old.created_at != new.created_at
-    {
-        let (from, to) = (index::pos(old), index::pos(new));
-        for m in members {
-            t[INDEX].remove(index::member_key(&m.member_id, m.status, &from))?;
-            t[INDEX].insert(index::member_key(&m.member_id, m.status, &to), &[])?;
+    // Member entries exist while the image is shared, at its position.
+    let old_members = old.map(|o| member_entries(o, members)).unwrap_or_default();
+    let new_members = member_entries(new, members);
+    if old_members != new_members {
+        for key in &old_members {
+            t[INDEX].remove(key.as_slice())?;
+        }
+        for key in &new_members {
+            t[INDEX].insert(key.as_slice(), &[])?;
         }
     }
     Ok(())
+}
+
+/// The index entries of an image's members: one per member while the image is shared (a
+/// membership of an image of another visibility shows nothing, so a listing never walks it).
+pub(super) fn member_entries(image: &Image, members: &[Member]) -> Vec<Vec<u8>> {
+    if image.visibility != Visibility::Shared {
+        return Vec::new();
+    }
+    let pos = index::pos(image);
+    members
+        .iter()
+        .map(|m| index::member_key(&m.member_id, m.status, &pos))
+        .collect()
 }
 
 /// Reads the image and checks it is still at `revision`.
@@ -179,10 +194,11 @@ impl ImageTrees {
             for key in index::entries(&old) {
                 t[INDEX].remove(key)?;
             }
-            let pos = index::pos(&old);
+            for key in member_entries(&old, &members) {
+                t[INDEX].remove(key)?;
+            }
             for m in &members {
                 t[MEMBERS].remove(codec::member_key(id, &m.member_id))?;
-                t[INDEX].remove(index::member_key(&m.member_id, m.status, &pos))?;
             }
             Ok(())
         })
@@ -216,8 +232,9 @@ impl ImageTrees {
                 });
             }
             t[MEMBERS].insert(key, encode_tx(&member)?)?;
-            let entry = index::member_key(&member.member_id, member.status, &index::pos(&image));
-            t[INDEX].insert(entry, &[])?;
+            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+                t[INDEX].insert(entry, &[])?;
+            }
             Ok(member.clone())
         })
     }
@@ -246,13 +263,16 @@ impl ImageTrees {
                 });
             };
             let old: Member = decode_tx(&old)?;
-            let pos = index::pos(&current_image(t, member.image_id, None)?);
+            // Bumps the revision: an image write that read the members before fails and
+            // retries rather than rewriting this member's entry from a stale status.
+            let image = touch_image(t, member.image_id)?;
             t[MEMBERS].insert(key, encode_tx(&member)?)?;
-            t[INDEX].remove(index::member_key(&old.member_id, old.status, &pos))?;
-            t[INDEX].insert(
-                index::member_key(&member.member_id, member.status, &pos),
-                &[],
-            )?;
+            for entry in member_entries(&image, std::slice::from_ref(&old)) {
+                t[INDEX].remove(entry)?;
+            }
+            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+                t[INDEX].insert(entry, &[])?;
+            }
             Ok(member.clone())
         })
     }
@@ -268,7 +288,9 @@ impl ImageTrees {
             };
             let old: Member = decode_tx(&old)?;
             let current = touch_image(t, image)?;
-            t[INDEX].remove(index::member_key(member, old.status, &index::pos(&current)))?;
+            for entry in member_entries(&current, std::slice::from_ref(&old)) {
+                t[INDEX].remove(entry)?;
+            }
             Ok(())
         })
     }

@@ -56,10 +56,13 @@ pub fn upgrade(db: &Db, images: &Tree, index: &Tree, members: &Tree) -> Result<(
         for entry in index::entries(&image) {
             batch.insert(entry, &[]);
         }
-        let pos = index::pos(&image);
-        for m in members.scan_prefix(image.id.as_bytes()).values() {
-            let m: Member = decode(&m.map_err(engine)?)?;
-            batch.insert(index::member_key(&m.member_id, m.status, &pos), &[]);
+        let image_members = members
+            .scan_prefix(image.id.as_bytes())
+            .values()
+            .map(|m| decode::<Member>(&m.map_err(engine)?))
+            .collect::<Result<Vec<_>>>()?;
+        for entry in super::images::member_entries(&image, &image_members) {
+            batch.insert(entry, &[]);
         }
         index.apply_batch(batch).map_err(engine)?;
         images.insert(key, encode_image(&image)).map_err(engine)?;

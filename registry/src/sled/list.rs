@@ -114,6 +114,33 @@ impl Lister<'_> {
         }
     }
 
+    /// At the end of the budget: stop (true), or go on with a larger one (false). A page
+    /// stops once it has a point to resume from (an image the viewer may see) and an image,
+    /// or no image after twice the budget (clients may stop at an empty page: worth a second
+    /// budget); it never spends more than three budgets, and without a point to resume from
+    /// by then the listing is refused rather than cut short.
+    fn stop_on_budget(&mut self, has_images: bool, has_resume: bool) -> Result<bool> {
+        let base = self.query.budget.max(1);
+        let spent = self.budget.spent;
+        if has_resume && (has_images || spent >= base.saturating_mul(2)) {
+            return Ok(true);
+        }
+        if spent >= base.saturating_mul(3) {
+            if has_resume {
+                return Ok(true);
+            }
+            return Err(RegistryError::TooCostly(format!(
+                "no image the viewer may see within {spent} units of work"
+            )));
+        }
+        self.budget.limit = if has_resume {
+            base.saturating_mul(2)
+        } else {
+            base.saturating_mul(3)
+        };
+        Ok(false)
+    }
+
     fn fetch(&mut self, id: Uuid) -> Result<Option<Image>> {
         self.budget.charge();
         match self.trees.images.get(id.as_bytes()).map_err(engine)? {
@@ -246,11 +273,20 @@ impl Lister<'_> {
                 field: TextField::Id,
                 values,
             } => {
+                let mut ids: Vec<Uuid> = values
+                    .iter()
+                    .filter_map(|v| Uuid::parse_str(v).ok().filter(|u| u.to_string() == *v))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
                 let mut positions: Vec<Pos> = Vec::new();
-                for v in values {
-                    let Some(id) = Uuid::parse_str(v).ok().filter(|u| u.to_string() == *v) else {
-                        continue;
-                    };
+                for id in ids {
+                    if self.budget.exhausted() {
+                        return Err(RegistryError::TooCostly(format!(
+                            "{} ids in one filter",
+                            values.len()
+                        )));
+                    }
                     if let Some(image) = self.fetch(id)? {
                         positions.push(index::pos(&image));
                     }
@@ -325,8 +361,6 @@ impl Lister<'_> {
             resume: None,
         };
         let mut settled = Settled::default();
-        // Past the budget, the walk goes on only until it has somewhere to resume from.
-        let mut overdrawn = false;
         while let Some(t) = target {
             let p = match root.seek(self.trees.index, &t, dir, &mut self.budget, &mut settled)? {
                 Seek::End => {
@@ -337,11 +371,9 @@ impl Lister<'_> {
                     if let Some(image) = self.settled_image(&settled, out.resume.as_ref(), dir)? {
                         out.resume = Some(image);
                     }
-                    if out.resume.is_some() {
+                    if self.stop_on_budget(!out.images.is_empty(), out.resume.is_some())? {
                         break;
                     }
-                    overdrawn = true;
-                    self.budget.limit = usize::MAX;
                     continue;
                 }
                 Seek::At(p) => p,
@@ -350,6 +382,9 @@ impl Lister<'_> {
             let Some(image) = self.fetch(index::id_of(&p))? else {
                 continue;
             };
+            if index::pos(&image) != p {
+                continue; // an entry left by a write that raced this read: not the image's
+            }
             if self.admits(&image)? {
                 out.images.push(image.clone());
                 if out.images.len() > self.query.limit {
@@ -358,9 +393,6 @@ impl Lister<'_> {
             }
             if self.visible(&image)? {
                 out.resume = Some(image);
-                if overdrawn {
-                    break;
-                }
             }
             if target.is_none() {
                 out.resume = None;
@@ -422,6 +454,7 @@ impl Lister<'_> {
                 Seek::At(p) => {
                     target = succ(SortDir::Asc, &p);
                     if let Some(image) = self.fetch(index::id_of(&p))?
+                        && index::pos(&image) == p
                         && self.admits(&image)?
                     {
                         all.push(image);
@@ -454,6 +487,11 @@ impl Lister<'_> {
                     (SortKey::Id, dir),
                 ]
             || (primary == SortKey::CreatedAt && sort == [(primary, dir), (SortKey::Id, dir)]);
+        // Only texts can be cut (and grouped by their cut prefix).
+        let text_key = matches!(
+            primary,
+            SortKey::Name | SortKey::Status | SortKey::DiskFormat | SortKey::ContainerFormat
+        );
         let (tree, prefix) = match field {
             Some(f) => (self.trees.index, index::prefix(f, &[])),
             None => (self.trees.images, Vec::new()),
@@ -466,8 +504,9 @@ impl Lister<'_> {
                 None => key.extend_from_slice(m.id.as_bytes()),
                 Some(_) => {
                     let mut value = codec::sort_value(primary, m);
-                    let whole = exact && !codec::text_was_cut(&value);
-                    if !whole {
+                    let cut = text_key && codec::text_was_cut(&value);
+                    let whole = exact && !cut;
+                    if cut {
                         value.truncate(codec::sort_group(&value).len());
                     }
                     // `created_at` entries hold no value apart from the position.
@@ -509,10 +548,12 @@ impl Lister<'_> {
             if !key.starts_with(&prefix) {
                 break;
             }
+            let mut entry_pos = None;
             let (id, value_part) = if field.is_some() {
                 let Some(p) = index::pos_of_key(&key) else {
                     continue;
                 };
+                entry_pos = Some(p);
                 let value = if primary == SortKey::CreatedAt {
                     p[..8].to_vec()
                 } else {
@@ -522,28 +563,40 @@ impl Lister<'_> {
             } else {
                 (codec::id_of_index_key(&key)?, key.to_vec())
             };
-            let whole = exact && !codec::text_was_cut(&value_part);
-            let this_group = if whole {
+            let cut = text_key && codec::text_was_cut(&value_part);
+            let this_group = if exact && !cut {
                 key.to_vec()
-            } else {
+            } else if cut {
                 codec::sort_group(&value_part).to_vec()
+            } else {
+                value_part
             };
             if group_key.as_ref() != Some(&this_group) {
                 self.flush(sort, &mut group, &mut page, &mut resume, &after_marker)?;
                 if page.len() > self.query.limit {
                     break;
                 }
-                // Past the budget, the walk goes on only until it has somewhere to resume.
-                if self.budget.exhausted() && resume.is_some() {
+                if self.budget.exhausted()
+                    && self.stop_on_budget(!page.is_empty(), resume.is_some())?
+                {
                     spent = true;
                     break;
                 }
                 group_key = Some(this_group);
             }
+            // A group is sorted whole before any of it is emitted: a group beyond three
+            // budgets (a mixed-direction sort over a common value) is refused.
+            if self.budget.spent >= self.query.budget.saturating_mul(3) {
+                return Err(RegistryError::TooCostly(format!(
+                    "more than {} images share one {} value",
+                    group.len(),
+                    primary.as_str()
+                )));
+            }
             let image = if field.is_some() {
                 match self.fetch(id)? {
-                    Some(i) => i,
-                    None => continue,
+                    Some(i) if entry_pos == Some(index::pos(&i)) => i,
+                    _ => continue, // gone, or an entry a racing write left behind
                 }
             } else {
                 self.budget.charge();
