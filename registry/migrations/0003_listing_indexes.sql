@@ -38,3 +38,30 @@ CREATE INDEX images_os_hidden ON images (created_at, id) WHERE os_hidden;
 -- A project's memberships, by status: the shared part of a non-admin's scope.
 DROP INDEX image_members_by_member;
 CREATE INDEX image_members_by_member ON image_members (member, status, image_id);
+
+-- Tags and extra properties: one row per label of an image, a label being a tag ('t', then
+-- its bytes) or an extra property ('p', then the entry as `properties` keeps it). The key
+-- is the listing's default order after the label, so a filtered page walks one label's
+-- rows in order and reads a page of images, however common or rare the label. (The GIN
+-- indexes on the arrays found every match, unordered: the planner chose between sorting
+-- all of them and walking the catalogue in order, rejecting, and chose wrong whenever the
+-- statistics misled it.) The engine writes an image's label rows in the statement that
+-- writes its row (INSERT, UPDATE, DELETE), from `tags` and `properties`, which stay in the
+-- row as the record of what label rows it has. No foreign key: its checks would lock the
+-- image row once per label, and its cascade would need an index by image; a listing joins
+-- on created_at and id, so a row left behind by a deleted image would join nothing.
+-- An image's labels, from its row: the backfill below and the engine's writes.
+CREATE FUNCTION image_labels_of(tags bytea[], properties bytea[]) RETURNS bytea[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY(SELECT 't'::bytea || t FROM unnest(tags) t
+                 UNION ALL SELECT 'p'::bytea || p FROM unnest(properties) p);
+CREATE TABLE image_labels (
+    label bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    image_id uuid NOT NULL
+);
+INSERT INTO image_labels (label, created_at, image_id)
+    SELECT l, i.created_at, i.id FROM images i, unnest(image_labels_of(i.tags, i.properties)) l;
+ALTER TABLE image_labels ADD PRIMARY KEY (label, created_at, image_id);
+DROP INDEX images_tags;
+DROP INDEX images_properties;

@@ -3,7 +3,10 @@
 //! sort order (sort keys, then created_at and id), `ORDER BY` that order and
 //! `LIMIT limit + 1`. The rules are those of `query.rs` (the sled engine evaluates them in
 //! Rust; the shared suite holds both to them): NULLs sort first ascending, strings by bytes
-//! (bytea columns), timestamps to the microsecond, time filters on whole seconds.
+//! (bytea columns), timestamps to the microsecond, time filters on whole seconds. A tag or
+//! extra-property filter is a join with its rows of `image_labels` (`label_join`), whose key
+//! is in the default order: the marker and created_at bounds are set on those rows as well
+//! as on the image, so that whichever index a plan walks starts where the page does.
 //!
 //! The statement text depends on the query's shape (sort keys, filters, scope, which marker
 //! values are NULL) and is prepared once per connection and shape, so PostgreSQL plans each
@@ -23,7 +26,7 @@ use chrono::DateTime;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use super::{image_from_row, member_status, pg, property_entry, scope};
+use super::{image_from_row, member_status, pg, property_label, scope, tag_label};
 use crate::error::{RegistryError, Result};
 use crate::model::{Image, ImageStatus, Timestamp};
 use crate::query::{
@@ -105,18 +108,50 @@ fn marker_value(sql: &mut Sql, key: SortKey, m: &Image) -> Option<String> {
     }
 }
 
-/// The condition "comes after the marker" in the order `sort`.
-fn after_marker(sql: &mut Sql, sort: &[(SortKey, SortDir)], marker: &Image) -> String {
-    let keys: Vec<(String, bool, SortDir, Option<String>)> = sort
+/// The column of a sort key in `table`: `i` (images) or a label alias, which has created_at
+/// and the image's id only.
+fn key_column(table: &str, key: SortKey) -> (String, bool) {
+    let (col, nullable) = column(key);
+    match (table, key) {
+        ("i", _) => (format!("i.{col}"), nullable),
+        (_, SortKey::Id) => (format!("{table}.image_id"), false),
+        _ => (format!("{table}.{col}"), nullable),
+    }
+}
+
+/// The condition "comes after the marker" in the order `sort`, on the images (`tables[0]`)
+/// and, when the order is created_at and id alone, on each label alias after it too: the
+/// same condition (a label row has its image's created_at and id), which the index a plan
+/// walks must see to start at the marker rather than at the beginning.
+fn after_marker(
+    sql: &mut Sql,
+    sort: &[(SortKey, SortDir)],
+    marker: &Image,
+    tables: &[String],
+) -> String {
+    let values: Vec<Option<String>> = sort
         .iter()
-        .map(|&(key, dir)| {
-            let (col, nullable) = column(key);
-            (
-                format!("i.{col}"),
-                nullable,
-                dir,
-                marker_value(sql, key, marker),
-            )
+        .map(|&(key, _)| marker_value(sql, key, marker))
+        .collect();
+    let on_labels = sort
+        .iter()
+        .all(|(key, _)| matches!(key, SortKey::CreatedAt | SortKey::Id));
+    let tables = if on_labels { tables } else { &tables[..1] };
+    tables
+        .iter()
+        .map(|table| after_marker_on(table, sort, &values))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// [`after_marker`] on one table, given the marker's values (`None` for NULL).
+fn after_marker_on(table: &str, sort: &[(SortKey, SortDir)], values: &[Option<String>]) -> String {
+    let keys: Vec<(String, bool, SortDir, Option<&str>)> = sort
+        .iter()
+        .zip(values)
+        .map(|(&(key, dir), value)| {
+            let (col, nullable) = key_column(table, key);
+            (col, nullable, dir, value.as_deref())
         })
         .collect();
     let dir = keys[0].2;
@@ -131,10 +166,7 @@ fn after_marker(sql: &mut Sql, sort: &[(SortKey, SortDir)], marker: &Image) -> S
         };
     if exact_row {
         let cols: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let vals: Vec<&str> = keys
-            .iter()
-            .map(|k| k.3.as_deref().unwrap_or("NULL"))
-            .collect();
+        let vals: Vec<&str> = keys.iter().map(|k| k.3.unwrap_or("NULL")).collect();
         let op = if dir == SortDir::Asc { ">" } else { "<" };
         return format!("({}) {op} ({})", cols.join(", "), vals.join(", "));
     }
@@ -251,7 +283,70 @@ fn bytea_literal(bytes: &[u8]) -> String {
     out
 }
 
-fn filter(sql: &mut Sql, f: &Filter) -> String {
+/// The labels a tag or property filter asks for, one of which an image must have (none for
+/// other filters).
+fn labels(f: &Filter) -> Option<Vec<Vec<u8>>> {
+    let mut labels = match f {
+        Filter::Tag(tag) => vec![tag_label(tag)],
+        Filter::Property { key, values } => values.iter().map(|v| property_label(key, v)).collect(),
+        _ => return None,
+    };
+    labels.sort();
+    labels.dedup();
+    Some(labels)
+}
+
+/// The join of the `image_labels` rows of `labels` as `alias`: an image has at most one of
+/// them (a tag, or values of one key), so the join keeps each image once.
+///
+/// The rows join on created_at, an equality, so that the label's key (label, created_at,
+/// image_id) is the listing's order as far as the planner knows: it can walk the label's
+/// rows in order and stop after a page, or walk another index and look each image's label
+/// up by (label, created_at). The image's id is compared inside a `CASE`, which the planner
+/// does not take for a join equality (it guesses that half the rows pass). As a second
+/// equality, it would be multiplied with the first as if independent: one image in 20,000
+/// of a label's rows expected to join (created_at alone picks the image), so no page
+/// expected to fill early, and a common tag's 20,000 rows joined and sorted to return 25.
+/// Looking an image up by created_at reads the images of that microsecond: one, in practice.
+///
+/// Several labels are a UNION ALL of one range each, in the listing's order when it is the
+/// default one (`order`): the planner merges ranges in order only when each says its order
+/// (`label = ANY(…)` is one unordered range). Each range is planned apart from the page's
+/// LIMIT, though: one not yet vacuumed (an index scan visits the table) is cheapest found
+/// whole and sorted, so a page reads every match of the values until VACUUM has run.
+fn label_join(alias: &str, labels: &[Vec<u8>], order: Option<SortDir>) -> String {
+    let on = format!(
+        "{alias}.created_at = i.created_at \
+         AND CASE WHEN {alias}.image_id = i.id THEN TRUE ELSE FALSE END"
+    );
+    match labels {
+        [label] => format!(
+            "JOIN image_labels {alias} ON {alias}.label = {} AND {on}",
+            bytea_literal(label)
+        ),
+        labels => {
+            let order = match order {
+                Some(SortDir::Asc) => " ORDER BY created_at, image_id",
+                Some(SortDir::Desc) => " ORDER BY created_at DESC, image_id DESC",
+                None => "",
+            };
+            let ranges: Vec<String> = labels
+                .iter()
+                .map(|label| {
+                    format!(
+                        "(SELECT created_at, image_id FROM image_labels WHERE label = {}{order})",
+                        bytea_literal(label)
+                    )
+                })
+                .collect();
+            format!("JOIN ({}) {alias} ON {on}", ranges.join(" UNION ALL "))
+        }
+    }
+}
+
+/// The condition of a filter other than a tag or property on `images i`. A created_at
+/// bound is set on each of `tables` (`i`, then the label aliases), as the marker is.
+fn filter(sql: &mut Sql, f: &Filter, tables: &[String]) -> String {
     match f {
         Filter::Text { field, values } => {
             let col = match field {
@@ -297,39 +392,43 @@ fn filter(sql: &mut Sql, f: &Filter) -> String {
         // `= true` matches a partial index.
         Filter::Protected(p) => format!("i.protected = {p}"),
         Filter::OsHidden(h) => format!("i.os_hidden = {h}"),
-        // GIN-indexed: the planner chooses between the GIN index (every match, then sorted)
-        // and walking the order's index until a page matches.
-        Filter::Tag(tag) => format!("i.tags @> ARRAY[{}]", bytea_literal(tag.as_bytes())),
-        Filter::Property { key, values } => {
-            let entries: Vec<String> = values
-                .iter()
-                .map(|v| bytea_literal(&property_entry(key, v)))
-                .collect();
-            format!("i.properties && ARRAY[{}]", entries.join(", "))
-        }
+        // Joins (`label_join`), not conditions.
+        Filter::Tag(_) | Filter::Property { .. } => "TRUE".into(),
         Filter::Time { field, op, at } => {
-            let col = match field {
-                TimeField::CreatedAt => "i.created_at",
-                TimeField::UpdatedAt => "i.updated_at",
+            let tables: &[String] = match field {
+                TimeField::CreatedAt => tables,
+                TimeField::UpdatedAt => &tables[..1],
             };
+            let columns: Vec<String> = tables
+                .iter()
+                .map(|t| match field {
+                    TimeField::CreatedAt => format!("{t}.created_at"),
+                    TimeField::UpdatedAt => format!("{t}.updated_at"),
+                })
+                .collect();
             // Whole seconds: [start, end) is the second `at` falls in.
             let second = at.timestamp();
             let at_second = |s: i64| -> Timestamp { DateTime::from_timestamp(s, 0).unwrap_or(*at) };
             let mut bound = |s: i64| sql.param(at_second(s), Type::TIMESTAMPTZ);
-            match op {
-                Comparison::Eq => {
-                    let (lo, hi) = (bound(second), bound(second + 1));
-                    format!("({col} >= {lo} AND {col} < {hi})")
-                }
-                Comparison::Neq => {
-                    let (lo, hi) = (bound(second), bound(second + 1));
-                    format!("({col} < {lo} OR {col} >= {hi})")
-                }
-                Comparison::Gt => format!("{col} >= {}", bound(second + 1)),
-                Comparison::Gte => format!("{col} >= {}", bound(second)),
-                Comparison::Lt => format!("{col} < {}", bound(second)),
-                Comparison::Lte => format!("{col} < {}", bound(second + 1)),
-            }
+            // (operator, bound) pairs, and whether either or both must hold.
+            let (terms, joiner) = match op {
+                Comparison::Eq => (vec![(">=", second), ("<", second + 1)], " AND "),
+                Comparison::Neq => (vec![("<", second), (">=", second + 1)], " OR "),
+                Comparison::Gt => (vec![(">=", second + 1)], ""),
+                Comparison::Gte => (vec![(">=", second)], ""),
+                Comparison::Lt => (vec![("<", second)], ""),
+                Comparison::Lte => (vec![("<", second + 1)], ""),
+            };
+            let terms: Vec<(&str, String)> =
+                terms.into_iter().map(|(op, s)| (op, bound(s))).collect();
+            let on = |col: &String| {
+                let parts: Vec<String> = terms
+                    .iter()
+                    .map(|(op, bound)| format!("{col} {op} {bound}"))
+                    .collect();
+                format!("({})", parts.join(joiner))
+            };
+            columns.iter().map(on).collect::<Vec<_>>().join(" AND ")
         }
     }
 }
@@ -384,11 +483,31 @@ pub(super) fn statement(query: &ImageQuery, marker: Option<&Image>) -> Statement
     let mut sql = Sql::default();
     let parts = scope::parts(&mut sql, query);
     let mut common = vec!["i.status <> 'killed'".to_string()];
+    // The direction of the default order (created_at, id), if the listing is in it.
+    let default_order = match sort.as_slice() {
+        [(SortKey::CreatedAt, a), (SortKey::Id, b)] if a == b => Some(*a),
+        _ => None,
+    };
+    // `images i`, then each tag or property filter's labels.
+    let mut from = vec!["images i".to_string()];
+    let mut tables = vec!["i".to_string()];
+    for labels in query.filters.iter().filter_map(labels) {
+        if labels.is_empty() {
+            common.push("FALSE".into());
+            continue;
+        }
+        let alias = format!("l{}", tables.len() - 1);
+        from.push(label_join(&alias, &labels, default_order));
+        tables.push(alias);
+    }
+    let from = from.join(" ");
     for f in &query.filters {
-        common.push(filter(&mut sql, f));
+        if labels(f).is_none() {
+            common.push(filter(&mut sql, f, &tables));
+        }
     }
     if let Some(m) = marker {
-        common.push(after_marker(&mut sql, &sort, m));
+        common.push(after_marker(&mut sql, &sort, m, &tables));
     }
     let common = common.join(" AND ");
     let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
@@ -397,7 +516,7 @@ pub(super) fn statement(query: &ImageQuery, marker: Option<&Image>) -> Statement
     let text = match parts.as_slice() {
         [] => "SELECT i.revision, i.record FROM images i WHERE FALSE".to_string(),
         [part] => format!(
-            "SELECT i.revision, i.record FROM images i WHERE {part} AND {common} \
+            "SELECT i.revision, i.record FROM {from} WHERE {part} AND {common} \
              ORDER BY {order} LIMIT {limit}"
         ),
         parts => {
@@ -417,7 +536,7 @@ pub(super) fn statement(query: &ImageQuery, marker: Option<&Image>) -> Statement
                 .iter()
                 .map(|part| {
                     format!(
-                        "(SELECT {columns} FROM images i WHERE {part} AND {common} \
+                        "(SELECT {columns} FROM {from} WHERE {part} AND {common} \
                          ORDER BY {order} LIMIT {limit})"
                     )
                 })

@@ -3,17 +3,19 @@
 //! applied at connect time (`migrations.rs`).
 //!
 //! Each row keeps the whole record in the registry's versioned codec plus the columns that
-//! listings sort and filter on. Compare-and-swap is one `UPDATE … WHERE id = $1 AND
-//! revision = $2` (that also checks the status transition: `status = ANY(<statuses that
-//! may become the new one>)`): PostgreSQL re-evaluates the condition on the latest row
-//! version after waiting for a concurrent writer, so of two writers from one revision
-//! exactly one matches. A zero-row answer is then explained by a second read (missing,
+//! listings sort and filter on. Compare-and-swap is one statement that locks the row by
+//! `WHERE id = $1 AND revision = $2` (that also checks the status transition: `status =
+//! ANY(<statuses that may become the new one>)`) and updates what it locked: PostgreSQL
+//! re-evaluates the condition on the latest row version after waiting for a concurrent
+//! writer, so of two writers from one revision exactly one matches. A zero-row answer is then explained by a second read (missing,
 //! stale, or a refused transition). Member changes bump the image's revision in the same
 //! transaction, as in the sled engine, and members go with their image (foreign key, cascade).
 //! Listing is one query: visibility, filters, keyset pagination from the marker on the full
 //! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`); a non-admin's scope is
 //! a UNION ALL of parts an index each serves in order (`scope.rs`). The row's columns come
-//! from the record on every write (`row.rs`); `explain.rs` shows the plans to the tests.
+//! from the record on every write (`row.rs`), and so do its rows of `image_labels` (one per
+//! tag and extra property, keyed in listing order, which tag and property filters join),
+//! written in the same statement; `explain.rs` shows the plans to the tests.
 
 mod explain;
 mod list;
@@ -78,14 +80,29 @@ fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| RegistryError::Corrupt(format!("negative revision {value}")))
 }
 
-/// How an extra property is kept in `images.properties`: key length, key, value, so that
-/// `properties && ARRAY[…]` matches a key with one of several values.
+/// How an extra property is kept in `images.properties`: key length (4 bytes, big-endian),
+/// key, value.
 pub(crate) fn property_entry(key: &str, value: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + key.len() + value.len());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(value.as_bytes());
     out
+}
+
+/// A tag's label in `image_labels`: `t`, then the tag (migration 3's `image_labels_of`).
+pub(crate) fn tag_label(tag: &str) -> Vec<u8> {
+    [b"t", tag.as_bytes()].concat()
+}
+
+/// An extra property's label in `image_labels`: `p`, then its entry ([`property_entry`]).
+pub(crate) fn property_label(key: &str, value: &str) -> Vec<u8> {
+    [b"p".as_slice(), &property_entry(key, value)].concat()
+}
+
+/// The count a write statement of `row.rs` answers with.
+fn count(row: std::result::Result<tokio_postgres::Row, tokio_postgres::Error>) -> Result<i64> {
+    row.map_err(pg)?.try_get(0).map_err(pg)
 }
 
 /// The statuses an image may be in to become `next` (for the compare-and-swap's WHERE).
@@ -177,7 +194,7 @@ impl PostgresRegistry {
         let tx = client.transaction().await.map_err(pg)?;
         for batch in rows.chunks(BATCH) {
             let stmt = tx
-                .prepare(&row::insert_statement(batch.len()))
+                .prepare(&row::insert_statement(batch.len(), false))
                 .await
                 .map_err(pg)?;
             let mut params = Vec::with_capacity(batch.len() * (row::COLUMNS.len() + 1));
@@ -185,7 +202,7 @@ impl PostgresRegistry {
                 params.push(row.id());
                 params.extend(row.values());
             }
-            tx.execute(&stmt, &params).await.map_err(pg)?;
+            tx.query_one(&stmt, &params).await.map_err(pg)?;
         }
         tx.commit().await.map_err(pg)
     }
@@ -235,11 +252,13 @@ impl Registry for PostgresRegistry {
         stored.revision = 1;
         let row = ImageRow::new(&stored)?;
         let client = self.client().await?;
-        let sql = format!("{} ON CONFLICT (id) DO NOTHING", row::insert_statement(1));
-        let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
+        let stmt = client
+            .prepare_cached(&row::insert_statement(1, true))
+            .await
+            .map_err(pg)?;
         let mut params = vec![row.id()];
         params.extend(row.values());
-        let n = client.execute(&stmt, &params).await.map_err(pg)?;
+        let n = count(client.query_one(&stmt, &params).await)?;
         if n == 0 {
             return Err(RegistryError::DuplicateImage(stored.id));
         }
@@ -279,7 +298,7 @@ impl Registry for PostgresRegistry {
             .map_err(pg)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![row.id(), &expected_revision, &from];
         params.extend(row.values());
-        let n = client.execute(&stmt, &params).await.map_err(pg)?;
+        let n = count(client.query_one(&stmt, &params).await)?;
         if n == 1 {
             return Ok(stored);
         }
@@ -294,10 +313,10 @@ impl Registry for PostgresRegistry {
             return Err(self.image_write_failure(&client, id, revision, None).await);
         };
         let stmt = client
-            .prepare_cached("DELETE FROM images WHERE id = $1 AND revision = $2")
+            .prepare_cached(row::DELETE_STATEMENT)
             .await
             .map_err(pg)?;
-        if client.execute(&stmt, &[&id, &rev]).await.map_err(pg)? == 1 {
+        if count(client.query_one(&stmt, &[&id, &rev]).await)? == 1 {
             return Ok(());
         }
         Err(self.image_write_failure(&client, id, revision, None).await)

@@ -1,5 +1,7 @@
 //! An image as a row of `images`: the columns listings sort and filter on, derived from the
-//! record on every write (insert, update, bulk import), and the record itself.
+//! record on every write (insert, update, bulk import), and the record itself; and the
+//! statements that write it with its rows of `image_labels` (tags and extra properties),
+//! in one statement each.
 
 use tokio_postgres::types::ToSql;
 
@@ -100,8 +102,10 @@ impl<'a> ImageRow<'a> {
     }
 }
 
-/// `INSERT` of `rows` images at revision 1: parameters id then [`COLUMNS`], row after row.
-pub(super) fn insert_statement(rows: usize) -> String {
+/// `INSERT` of `rows` images at revision 1 and of their labels: parameters id then
+/// [`COLUMNS`], row after row. With `skip_taken`, an id already stored inserts nothing (the
+/// others go in). One row, the number of images inserted.
+pub(super) fn insert_statement(rows: usize, skip_taken: bool) -> String {
     let width = COLUMNS.len() + 1;
     let tuples: Vec<String> = (0..rows)
         .map(|r| {
@@ -112,15 +116,30 @@ pub(super) fn insert_statement(rows: usize) -> String {
             format!("(${first}, 1, {})", params.join(", "))
         })
         .collect();
+    let conflict = if skip_taken {
+        " ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
     format!(
-        "INSERT INTO images (id, revision, {}) VALUES {}",
+        "WITH new AS (INSERT INTO images (id, revision, {}) VALUES {}{conflict} \
+         RETURNING id, created_at, image_labels_of(tags, properties) AS labels), \
+         labels AS (INSERT INTO image_labels (label, created_at, image_id) \
+         SELECT l, new.created_at, new.id FROM new, unnest(new.labels) l \
+         ON CONFLICT DO NOTHING) \
+         SELECT count(*) FROM new",
         COLUMNS.join(", "),
-        tuples.join(", ")
+        tuples.join(", "),
     )
 }
 
-/// `UPDATE` (compare-and-swap) of one image: `$1` id, `$2` the expected revision, `$3`
-/// the statuses it may come from, then [`COLUMNS`].
+/// `UPDATE` (compare-and-swap) of one image and of its labels (those it lost and those it
+/// gained; all of them when created_at changes): `$1` id, `$2` the expected revision, `$3`
+/// the statuses it may come from, then [`COLUMNS`]. One row, the number of images updated.
+///
+/// `old` locks the row at the expected revision; its labels are then what `image_labels`
+/// holds for it (any write of them bumps the revision), and a writer racing from the same
+/// revision waits, then finds the revision moved and updates nothing.
 pub(super) fn update_statement() -> String {
     let sets: Vec<String> = COLUMNS
         .iter()
@@ -128,8 +147,28 @@ pub(super) fn update_statement() -> String {
         .map(|(i, c)| format!("{c} = ${}", i + 4))
         .collect();
     format!(
-        "UPDATE images SET revision = revision + 1, {} \
-         WHERE id = $1 AND revision = $2 AND status = ANY($3)",
+        "WITH old AS (SELECT id, created_at, image_labels_of(tags, properties) AS labels \
+         FROM images WHERE id = $1 AND revision = $2 AND status = ANY($3) FOR UPDATE), \
+         new AS (UPDATE images i SET revision = i.revision + 1, {} FROM old \
+         WHERE i.id = old.id \
+         RETURNING i.id, i.created_at, image_labels_of(i.tags, i.properties) AS labels), \
+         lost AS (DELETE FROM image_labels l USING old, new \
+         WHERE l.label = ANY(old.labels) AND l.created_at = old.created_at \
+         AND l.image_id = old.id \
+         AND NOT (l.created_at = new.created_at AND l.label = ANY(new.labels))), \
+         gained AS (INSERT INTO image_labels (label, created_at, image_id) \
+         SELECT l, new.created_at, new.id FROM old, new, unnest(new.labels) l \
+         WHERE NOT (old.created_at = new.created_at AND l = ANY(old.labels)) \
+         ON CONFLICT DO NOTHING) \
+         SELECT count(*) FROM new",
         sets.join(", ")
     )
 }
+
+/// `DELETE` of one image at a revision, `$1` id and `$2` revision, and of its labels. One
+/// row, the number of images deleted.
+pub(super) const DELETE_STATEMENT: &str = "WITH gone AS (DELETE FROM images WHERE id = $1 AND revision = $2 \
+     RETURNING id, created_at, image_labels_of(tags, properties) AS labels), \
+     labels AS (DELETE FROM image_labels l USING gone WHERE l.label = ANY(gone.labels) \
+     AND l.created_at = gone.created_at AND l.image_id = gone.id) \
+     SELECT count(*) FROM gone";

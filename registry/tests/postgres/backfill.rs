@@ -1,7 +1,7 @@
 //! Migration 3 on a database the previous release wrote: rows without the `checksum` and
 //! `os_hash_value` columns get them from their records (in batches: more rows than one
-//! batch), so the filters find images stored before the upgrade; writes after it keep the
-//! columns up to date.
+//! batch), and their tags and properties become rows of image_labels, so the filters find
+//! images stored before the upgrade; writes after it keep the columns up to date.
 
 use std::collections::HashMap;
 
@@ -11,7 +11,7 @@ use glass_registry::{
 };
 use uuid::Uuid;
 
-use super::{connect, database};
+use super::{connect, database, labels};
 
 const ROWS: usize = 2_500;
 
@@ -36,7 +36,18 @@ fn old_image(i: usize) -> Image {
         }
         _ => {}
     }
+    image.tags.insert(format!("old-{i}"));
     image
+        .properties
+        .insert("distro".into(), format!("d{}", i % 3));
+    image
+}
+
+/// An extra property as versions 1 and 2 kept it in `properties`: the key's length (4
+/// bytes, big-endian), the key, the value.
+fn old_entry(key: &str, value: &str) -> Vec<u8> {
+    let len = u32::try_from(key.len()).expect("key").to_be_bytes();
+    [len.as_slice(), key.as_bytes(), value.as_bytes()].concat()
 }
 
 /// A record as versions 1 and 2 wrote it: format version 1, then JSON.
@@ -46,18 +57,22 @@ fn old_record(image: &Image) -> Vec<u8> {
     record
 }
 
-fn by(field: TextField, value: &str) -> ImageQuery {
+fn with(filter: Filter) -> ImageQuery {
     ImageQuery {
         viewer: Viewer {
             project: Some("admin".into()),
             is_admin: true,
         },
-        filters: vec![Filter::Text {
-            field,
-            values: vec![value.to_string()],
-        }],
+        filters: vec![filter],
         ..ImageQuery::default()
     }
+}
+
+fn by(field: TextField, value: &str) -> ImageQuery {
+    with(Filter::Text {
+        field,
+        values: vec![value.to_string()],
+    })
 }
 
 async fn ids(registry: &impl Registry, query: ImageQuery) -> Vec<Uuid> {
@@ -66,7 +81,7 @@ async fn ids(registry: &impl Registry, query: ImageQuery) -> Vec<Uuid> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migration_3_fills_checksums_from_the_records() {
+async fn migration_3_fills_hashes_and_labels_from_old_rows() {
     let (_cluster, url) = database("backfill");
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -87,14 +102,25 @@ async fn migration_3_fills_checksums_from_the_records() {
     let ids_of: Vec<Uuid> = images.iter().map(|i| i.id).collect();
     let statuses: Vec<&str> = images.iter().map(|i| i.status.as_str()).collect();
     let records: Vec<Vec<u8>> = images.iter().map(old_record).collect();
+    // One tag and one property each.
+    let tags: Vec<Vec<u8>> = images
+        .iter()
+        .map(|i| i.tags.first().expect("tag").as_bytes().to_vec())
+        .collect();
+    let entries: Vec<Vec<u8>> = images
+        .iter()
+        .map(|i| old_entry("distro", &i.properties["distro"]))
+        .collect();
     let t = now();
     client
         .execute(
             "INSERT INTO images (id, revision, status, visibility, owner, protected, os_hidden, \
              created_at, updated_at, tags, properties, record) \
-             SELECT v.id, 1, v.status, 'public', 'p', false, false, $3, $3, '{}', '{}', v.record \
-             FROM unnest($1::uuid[], $2::text[], $4::bytea[]) AS v (id, status, record)",
-            &[&ids_of, &statuses, &t, &records],
+             SELECT v.id, 1, v.status, 'public', 'p', false, false, $3, $3, ARRAY[v.tag], \
+             ARRAY[v.entry], v.record \
+             FROM unnest($1::uuid[], $2::text[], $4::bytea[], $5::bytea[], $6::bytea[]) \
+             AS v (id, status, record, tag, entry)",
+            &[&ids_of, &statuses, &t, &records, &tags, &entries],
         )
         .await
         .expect("version 2 rows");
@@ -122,8 +148,25 @@ async fn migration_3_fills_checksums_from_the_records() {
             image.id
         );
     }
+    // Each image's tag and property are label rows.
+    assert_eq!(labels::assert_labels_in_step(&url).await, 2 * ROWS as i64);
     // The last rows of the last batch, and an image without any.
     for image in images.iter().rev().take(3) {
+        let tag = image.tags.first().expect("tag");
+        assert_eq!(
+            ids(&registry, with(Filter::Tag(tag.clone()))).await,
+            vec![image.id]
+        );
+        let distro = Filter::Property {
+            key: "distro".into(),
+            values: vec![image.properties["distro"].clone()],
+        };
+        let page = registry
+            .list_images(with(distro.clone()))
+            .await
+            .expect("list");
+        assert!(!page.images.is_empty());
+        assert!(page.images.iter().all(|i| distro.matches(i)));
         if let Some(sum) = &image.checksum {
             assert_eq!(
                 ids(&registry, by(TextField::Checksum, sum)).await,
