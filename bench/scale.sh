@@ -13,8 +13,9 @@
 #     bench/registry.sh); Glass reaches it over TCP on 127.0.0.1, pool_size 16.
 #   - Glass in noauth mode: no identity headers = admin; the non-admin requests send
 #     X-Project-Id and X-Roles: member.
-#   - wrk -t2 -c4 -d${WRK_S}s --latency --timeout 30s per request type; `hits` is the
-#     number of images on the page (one request, before the run).
+#   - Per request type: one request alone (`alone`: its time; `hits`: images on the page),
+#     then wrk -t2 -c4 -d${WRK_S}s --latency --timeout 60s, then a wait until the server is
+#     idle (requests wrk abandoned at the end of its run finish first).
 # Env: COUNT (1000000), SMALL (1000; 0 skips the small run), WRK_S (10), CONCURRENCY (16),
 #      SEED (23), ENGINES ("sled postgres"), WORK_ROOT (/tmp), KEEP (1: keep the work dir).
 # Only 127.0.0.1 is ever contacted.
@@ -29,15 +30,16 @@ SEED=${SEED:-23}
 ENGINES=${ENGINES:-sled postgres}
 WORK_ROOT=${WORK_ROOT:-/tmp}
 
-# Disk the registries need, per image (measured at 10^5 and 10^6 with this mix, rounded up)
-# and a margin; the run refuses to start unless that much plus 20 GB stays free.
+# Disk the registries need: bytes per image as measured with this mix (sled ~4.8 KB, the
+# PostgreSQL database ~2.5 KB at 10^5), rounded up, plus PostgreSQL's WAL (max_wal_size 1 GB
+# by default) and 30 % margin; the run refuses to start unless that plus 20 GB stays free.
 SLED_BYTES_PER_IMAGE=6000
-PG_BYTES_PER_IMAGE=4000
+PG_BYTES_PER_IMAGE=3500
 need=0
 for engine in $ENGINES; do
   case $engine in
-    sled) need=$((need + COUNT * SLED_BYTES_PER_IMAGE)) ;;
-    postgres) need=$((need + COUNT * PG_BYTES_PER_IMAGE * 2)) ;; # table + WAL
+    sled) need=$((need + (COUNT + SMALL) * SLED_BYTES_PER_IMAGE)) ;;
+    postgres) need=$((need + (COUNT + SMALL) * PG_BYTES_PER_IMAGE + (2 << 30))) ;;
     *) echo "unknown engine $engine (sled, postgres)" >&2; exit 2 ;;
   esac
 done
@@ -129,22 +131,39 @@ RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 # measure SIZE ENGINE LABEL PATH PROJECT: one request (hits), then wrk; appends to RESULTS.
 measure() {
-  local size=$1 engine=$2 label=$3 path=$4 project=$5 hits out
+  local size=$1 engine=$2 label=$3 path=$4 project=$5 hits out single
   local -a hdr=()
   [ -n "$project" ] && hdr=(-H "X-Project-Id: $project" -H "X-Roles: member")
-  hits=$(curl -fs "${hdr[@]}" "$URL$path" | python3 -c \
-    'import json,sys; d=json.load(sys.stdin); print(len(d["images"]) if "images" in d else 1)' \
-    2>/dev/null || echo ERR)
-  out=$(wrk -t2 -c4 -d"${WRK_S}"s --latency --timeout 30s "${hdr[@]}" "$URL$path")
+  # One request alone first: its time, and the number of images on the page.
+  curl -fs -o "$WORK/body" -w '%{time_total}' "${hdr[@]}" "$URL$path" > "$WORK/time" || echo ERR > "$WORK/time"
+  single=$(awk '$1 == "ERR" { print; next } { t = $1 + 0; if (t >= 1) printf "%.2fs", t; else printf "%.2fms", t * 1000 }' "$WORK/time")
+  hits=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["images"]) if "images" in d else 1)' \
+    "$WORK/body" 2>/dev/null || echo ERR)
+  out=$(wrk -t2 -c4 -d"${WRK_S}"s --latency --timeout 60s "${hdr[@]}" "$URL$path")
   local rps p50 p99 n errs
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
   p50=$(awk '$1=="50%"{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   n=$(awk '/requests in/{print $1}' <<<"$out")
+  # Requests slower than the run: wrk finished none, so it has no percentiles.
+  if [ "${n:-0}" = 0 ]; then p50=—; p99=—; fi
   errs=$(awk '/Non-2xx/{e+=$NF} /Socket errors/{for(i=3;i<=NF;i++){gsub(",","",$i); if($i+0==$i) e+=$i}} END{print e+0}' <<<"$out")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$engine" "$label" "$rps" "$p50" "$p99" "$n" "$hits" "$errs" >> "$RESULTS"
-  printf '  %-24s %10s req/s  p50 %9s  p99 %9s  (%s requests, %s hits, %s errors)\n' \
-    "$label" "$rps" "$p50" "$p99" "$n" "$hits" "$errs"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$engine" "$label" "$rps" "$p50" "$p99" "$n" "$hits" "$errs" "$single" >> "$RESULTS"
+  printf '  %-24s %10s req/s  p50 %9s  p99 %9s  alone %9s  (%s requests, %s hits, %s errors)\n' \
+    "$label" "$rps" "$p50" "$p99" "$single" "$n" "$hits" "$errs"
+  wait_idle
+}
+
+# Waits (up to 5 min) until the server stops using CPU: requests wrk gave up on at the end
+# of its run may still be running, and must not weigh on the next measurement.
+wait_idle() {
+  local before after
+  for _ in $(seq 600); do
+    before=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+    sleep 0.5
+    after=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+    [ $((after - before)) -le 2 ] && return 0
+  done
 }
 
 echo "# glass scale bench $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
@@ -202,19 +221,19 @@ engines = sys.argv[2].split()
 sizes = list(dict.fromkeys(r[0] for r in rows))
 for size in sizes:
     print(f"\n### {size} images\n")
-    head = "| request | " + " | ".join(f"{e} req/s | p50 | p99" for e in engines) + " | hits |"
-    print(head)
-    print("|" + "---|" * (2 + 3 * len(engines)))
+    head = "| request | " + " | ".join(f"{e} req/s | p50 | p99 | alone" for e in engines)
+    print(head + " | hits |")
+    print("|" + "---|" * (2 + 4 * len(engines)))
     labels = list(dict.fromkeys(r[2] for r in rows if r[0] == size and not r[2].startswith("#")))
     for label in labels:
         cells, hits = [], []
         for e in engines:
             r = next((r for r in rows if r[0] == size and r[1] == e and r[2] == label), None)
             if r is None:
-                cells += ["—"] * 3
+                cells += ["—"] * 4
                 continue
             err = f" ({r[8]} errors)" if r[8] not in ("0", "") else ""
-            cells += [r[3] + err, r[4], r[5]]
+            cells += [r[3] + err, r[4], r[5], r[9]]
             hits.append(r[7])
         # Engines that disagree on the page size show one figure each.
         hits = hits[0] if len(set(hits)) == 1 else " / ".join(hits)
