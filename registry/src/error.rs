@@ -23,6 +23,10 @@ pub enum RegistryError {
     MarkerNotFound(Uuid),
     #[error("task {0} not found")]
     TaskNotFound(Uuid),
+    /// A listing that cannot name a point to resume from within three times its budget
+    /// (an order no index serves, over images the viewer may not see).
+    #[error("this listing is too costly to answer: {0}")]
+    TooCostly(String),
     /// A metadata definition namespace that does not exist.
     #[error("Metadata definition namespace={0} was not found.")]
     MetadefNamespaceNotFound(String),

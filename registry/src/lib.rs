@@ -17,7 +17,7 @@ mod sled;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use crate::sled::SledRegistry;
+pub use crate::sled::{SledOptions, SledRegistry};
 pub use error::{RegistryError, Result};
 pub use metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
@@ -29,8 +29,8 @@ pub use model::{
 };
 pub use postgres::{PostgresOptions, PostgresRegistry};
 pub use query::{
-    Comparison, Filter, ImagePage, ImageQuery, MemberStatusFilter, SortDir, SortKey, TextField,
-    TimeField, Viewer, VisibilityScope,
+    Comparison, DEFAULT_LIST_BUDGET, Filter, ImagePage, ImageQuery, MemberStatusFilter, SortDir,
+    SortKey, TextField, TimeField, Viewer, VisibilityScope,
 };
 
 /// A metadata store. All methods are atomic; a method that writes returns only once the

@@ -2,8 +2,6 @@
 //! paging. Evaluation of one image against a query lives here so every backend agrees on it.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
-
 use uuid::Uuid;
 
 use crate::model::{Image, ImageStatus, MemberStatus, Timestamp, Visibility};
@@ -72,6 +70,8 @@ pub enum TextField {
     Owner,
     DiskFormat,
     ContainerFormat,
+    Checksum,
+    OsHashValue,
 }
 
 /// Comparison operators for date filters.
@@ -165,6 +165,8 @@ fn text_value(image: &Image, field: TextField) -> Option<String> {
         TextField::Owner => image.owner.clone(),
         TextField::DiskFormat => image.disk_format.clone(),
         TextField::ContainerFormat => image.container_format.clone(),
+        TextField::Checksum => image.checksum.clone(),
+        TextField::OsHashValue => image.os_hash_value.clone(),
     }
 }
 
@@ -251,7 +253,14 @@ pub struct ImageQuery {
     pub sort: Vec<(SortKey, SortDir)>,
     pub marker: Option<Uuid>,
     pub limit: usize,
+    /// How much work (records read, index seeks) an engine may spend on one page. A query
+    /// no index serves stops there and answers with what it found and a `next` marker to
+    /// resume from, rather than walking the whole catalogue.
+    pub budget: usize,
 }
+
+/// [`ImageQuery::budget`] unless configured: a few milliseconds of work.
+pub const DEFAULT_LIST_BUDGET: usize = 10_000;
 
 impl Default for ImageQuery {
     fn default() -> Self {
@@ -263,6 +272,7 @@ impl Default for ImageQuery {
             sort: Vec::new(),
             marker: None,
             limit: 25,
+            budget: DEFAULT_LIST_BUDGET,
         }
     }
 }
@@ -287,11 +297,10 @@ impl ImageQuery {
         sort
     }
 
-    /// Does this image belong in the listing? `memberships` maps image ids shared with the
-    /// viewer to the viewer's member status.
-    pub fn admits(&self, image: &Image, memberships: &HashMap<Uuid, MemberStatus>) -> bool {
-        self.in_scope(image, memberships.get(&image.id).copied())
-            && self.filters.iter().all(|f| f.matches(image))
+    /// Does this image belong in the listing? `membership` is the viewer's member status on
+    /// the image, if any.
+    pub fn admits(&self, image: &Image, membership: Option<MemberStatus>) -> bool {
+        self.in_scope(image, membership) && self.filters.iter().all(|f| f.matches(image))
     }
 
     fn in_scope(&self, image: &Image, membership: Option<MemberStatus>) -> bool {
@@ -341,6 +350,17 @@ impl ImageQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImagePage {
     pub images: Vec<Image>,
-    /// True when more images follow the last one returned.
-    pub more: bool,
+    /// The marker the next page starts after, when more images may follow: the last image
+    /// returned, or, when the query's budget ran out, the last image examined (one the viewer
+    /// may see), so that a client following `next` links resumes where the engine stopped.
+    pub next: Option<Uuid>,
+    /// Work spent on the page (records read and index seeks): what tests hold engines to.
+    pub examined: usize,
+}
+
+impl ImagePage {
+    /// Do more images (may) follow?
+    pub fn more(&self) -> bool {
+        self.next.is_some()
+    }
 }

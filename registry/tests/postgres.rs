@@ -1,7 +1,16 @@
 //! The PostgreSQL engine against the shared registry test suite, on a throwaway cluster
 //! started for this test binary; plus what only a real server shows: compare-and-swap
 //! between two pools (two nodes), migrations applied once when nodes start together, and
-//! a schema newer than this release refused.
+//! a schema newer than this release refused; query plans on a large catalogue (`plans`);
+//! migration 3's backfill on a database the previous release wrote (`backfill`); the label
+//! rows tag and property filters join, in step with every write (`labels`).
+
+#[path = "postgres/backfill.rs"]
+mod backfill;
+#[path = "postgres/labels.rs"]
+mod labels;
+#[path = "postgres/plans.rs"]
+mod plans;
 
 use std::sync::Arc;
 
@@ -38,6 +47,7 @@ async fn postgres_passes_the_registry_suite() {
     let (_cluster, url) = database("suite");
     let registry = connect(&url).await;
     test_suite::run(&registry).await;
+    assert!(labels::assert_labels_in_step(&url).await > 0);
 }
 
 /// The suite again, on the database the first run left behind (the suite must not assume an
@@ -47,6 +57,7 @@ async fn postgres_passes_the_suite_twice_on_one_database() {
     let (_cluster, url) = database("twice");
     test_suite::run(&connect(&url).await).await;
     test_suite::run(&connect(&url).await).await;
+    assert!(labels::assert_labels_in_step(&url).await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -347,3 +347,330 @@ async fn namespace_delete_racing_content_writes_leaves_no_orphans() {
             .expect("clean up");
     }
 }
+
+/// A query no index serves (a size range matching three images at the far end of the order)
+/// spends its budget, answers with a `next` marker, and a client following the markers
+/// finds exactly the matches: bounded pages, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unindexed_queries_stop_at_their_budget_and_resume() {
+    use glass_registry::{Filter, ImageQuery, Viewer, VisibilityScope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = open(&dir);
+    const N: usize = 1500;
+    let mut wanted = Vec::new();
+    for i in 0..N {
+        let mut image = Image::new(Uuid::new_v4(), Some("budget".into()));
+        image.created_at = glass_registry::now() - chrono::Duration::seconds((N - i) as i64);
+        // The oldest three images (last in the default, newest-first order) are large.
+        image.size = Some(if i < 3 { 1 << 40 } else { i as u64 });
+        if i < 3 {
+            wanted.push(image.id);
+        }
+        registry.create_image(image).await.expect("create");
+    }
+    let mut query = ImageQuery {
+        viewer: Viewer {
+            project: None,
+            is_admin: true,
+        },
+        visibility: VisibilityScope::All,
+        filters: vec![Filter::SizeMin(1 << 40)],
+        limit: 20,
+        budget: 200,
+        ..ImageQuery::default()
+    };
+    let mut found = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = registry.list_images(query.clone()).await.expect("list");
+        pages += 1;
+        // An empty page is worth a second budget (clients may stop at one).
+        assert!(
+            page.examined <= 2 * query.budget + 2,
+            "page {pages} spent {} of a budget of {}",
+            page.examined,
+            query.budget
+        );
+        found.extend(page.images.iter().map(|i| i.id));
+        match page.next {
+            Some(next) => query.marker = Some(next),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    wanted.reverse();
+    assert_eq!(
+        found, wanted,
+        "the pages together hold exactly the matches, in order"
+    );
+    assert!(
+        pages >= N / 400,
+        "{pages} pages: the budget did not bound the work of each"
+    );
+}
+
+/// A registry written by the first layout (JSON records, one sort tree per key, a by-project
+/// member tree, no layout mark) is upgraded on open: its images are listed through the new
+/// index, filters and members included, and the old trees are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_one_registry_is_upgraded_on_open() {
+    use glass_registry::{Filter, ImageQuery, TextField, Viewer, VisibilityScope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut images = Vec::new();
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree("images").unwrap();
+        let members = db.open_tree("members").unwrap();
+        db.open_tree("image_sort:name")
+            .unwrap()
+            .insert(b"stale", &[])
+            .unwrap();
+        db.open_tree("members_by_project")
+            .unwrap()
+            .insert(b"stale", &[])
+            .unwrap();
+        for i in 0..50 {
+            let mut image = Image::new(Uuid::new_v4(), Some("old".into()));
+            image.name = Some(format!("old-{}", i % 5));
+            image.visibility = glass_registry::Visibility::Shared;
+            image.tags.insert(format!("t{}", i % 2));
+            image.revision = 1;
+            let mut bytes = vec![1u8];
+            bytes.extend(serde_json::to_vec(&image).unwrap());
+            tree.insert(image.id.as_bytes(), bytes).unwrap();
+            if i == 7 {
+                let member = Member {
+                    image_id: image.id,
+                    member_id: "guest".into(),
+                    status: MemberStatus::Accepted,
+                    created_at: glass_registry::now(),
+                    updated_at: glass_registry::now(),
+                };
+                let mut key = image.id.as_bytes().to_vec();
+                key.extend_from_slice(b"guest");
+                let mut bytes = vec![1u8];
+                bytes.extend(serde_json::to_vec(&member).unwrap());
+                members.insert(key, bytes).unwrap();
+            }
+            images.push(image);
+        }
+        db.flush().unwrap();
+    }
+    let registry = open(&dir);
+    let admin = Viewer {
+        project: None,
+        is_admin: true,
+    };
+    let by_name = ImageQuery {
+        viewer: admin.clone(),
+        visibility: VisibilityScope::All,
+        filters: vec![Filter::Text {
+            field: TextField::Name,
+            values: vec!["old-3".into()],
+        }],
+        limit: 100,
+        ..ImageQuery::default()
+    };
+    let page = registry.list_images(by_name).await.expect("list");
+    assert_eq!(page.images.len(), 10, "old-3 names ten images");
+    assert!(
+        page.images
+            .iter()
+            .all(|i| i.name.as_deref() == Some("old-3"))
+    );
+    let tagged = ImageQuery {
+        viewer: admin,
+        visibility: VisibilityScope::All,
+        filters: vec![Filter::Tag("t1".into())],
+        limit: 100,
+        ..ImageQuery::default()
+    };
+    assert_eq!(registry.list_images(tagged).await.unwrap().images.len(), 25);
+    let guest = ImageQuery {
+        viewer: Viewer {
+            project: Some("guest".into()),
+            is_admin: false,
+        },
+        limit: 100,
+        ..ImageQuery::default()
+    };
+    let shared: Vec<Uuid> = registry
+        .list_images(guest)
+        .await
+        .unwrap()
+        .images
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        shared,
+        vec![images[7].id],
+        "the member sees the image shared with it"
+    );
+    // Records still read one by one, and a write works on the upgraded layout.
+    let mut one = registry
+        .get_image(images[0].id)
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(one, images[0]);
+    one.name = Some("renamed".into());
+    registry.update_image(one).await.expect("update");
+    drop(registry);
+    let db = sled::open(dir.path()).expect("reopen raw");
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("image_sort:") || n == "members_by_project"),
+        "old trees remain: {names:?}"
+    );
+}
+
+fn public_image(owner: &str, n: usize, of: usize) -> Image {
+    let mut image = Image::new(Uuid::new_v4(), Some(owner.into()));
+    image.created_at = glass_registry::now() - chrono::Duration::seconds((of - n) as i64);
+    image.visibility = glass_registry::Visibility::Public;
+    image
+}
+
+/// Two filters that never meet, over a scope that holds everything (a non-admin in a
+/// mostly public catalogue): each page still moves the walk a budget's worth forward, so a
+/// client following `next` finishes in about catalogue ÷ budget requests, not one per image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disjoint_filters_page_forward_a_budget_at_a_time() {
+    use glass_registry::{Filter, ImageQuery, Viewer};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = open(&dir);
+    const N: usize = 1200;
+    for i in 0..N {
+        let mut image = public_image("others", i, N);
+        image.tags.insert(if i % 2 == 0 { "a" } else { "b" }.into());
+        registry.create_image(image).await.expect("create");
+    }
+    let mut query = ImageQuery {
+        viewer: Viewer {
+            project: Some("viewer".into()),
+            is_admin: false,
+        },
+        filters: vec![Filter::Tag("a".into()), Filter::Tag("b".into())],
+        limit: 20,
+        budget: 200,
+        ..ImageQuery::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = registry.list_images(query.clone()).await.expect("list");
+        pages += 1;
+        assert!(page.images.is_empty(), "no image carries both tags");
+        assert!(
+            page.examined <= 3 * query.budget + 10,
+            "{} units",
+            page.examined
+        );
+        match page.next {
+            Some(next) => query.marker = Some(next),
+            None => break,
+        }
+        assert!(
+            pages <= 150,
+            "{pages} pages for {N} images: the walk crawls"
+        );
+    }
+}
+
+/// A sort whose groups of equal values must be sorted whole (mixed directions) over one huge
+/// group is refused with `TooCostly` after a bounded amount of work, not walked entire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_group_beyond_the_budget_is_refused() {
+    use glass_registry::{ImageQuery, SortDir, SortKey, Viewer, VisibilityScope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = open(&dir);
+    for i in 0..900 {
+        let mut image = Image::new(Uuid::new_v4(), Some("p".into()));
+        image.name = Some(format!("n{i:04}"));
+        registry.create_image(image).await.expect("create");
+    }
+    let query = ImageQuery {
+        viewer: Viewer {
+            project: None,
+            is_admin: true,
+        },
+        visibility: VisibilityScope::All,
+        sort: vec![
+            (SortKey::Status, SortDir::Asc),
+            (SortKey::Name, SortDir::Desc),
+        ],
+        limit: 10,
+        budget: 100,
+        ..ImageQuery::default()
+    };
+    match registry.list_images(query.clone()).await {
+        Err(RegistryError::TooCostly(_)) => {}
+        other => panic!("expected TooCostly, got {other:?}"),
+    }
+    // With a budget that covers the group, the same sort answers, in order.
+    let page = registry
+        .list_images(ImageQuery {
+            budget: 10_000,
+            ..query
+        })
+        .await
+        .expect("list");
+    let names: Vec<_> = page
+        .images
+        .iter()
+        .map(|i| i.name.clone().unwrap())
+        .collect();
+    assert_eq!(names[0], "n0899");
+    assert_eq!(names[9], "n0890");
+}
+
+/// A membership of an image that is no longer shared leaves nothing for the member's
+/// listings to walk: they stay cheap and empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memberships_of_unshared_images_are_not_walked() {
+    use glass_registry::{ImageQuery, MemberStatusFilter, Viewer, Visibility, VisibilityScope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = open(&dir);
+    for i in 0..300 {
+        let mut image = Image::new(Uuid::new_v4(), Some("owner".into()));
+        image.visibility = Visibility::Shared;
+        let image = registry.create_image(image).await.expect("create");
+        registry
+            .add_member(Member {
+                image_id: image.id,
+                member_id: "guest".into(),
+                status: if i % 2 == 0 {
+                    MemberStatus::Pending
+                } else {
+                    MemberStatus::Accepted
+                },
+                created_at: glass_registry::now(),
+                updated_at: glass_registry::now(),
+            })
+            .await
+            .expect("member");
+        let mut private = registry.get_image(image.id).await.unwrap().unwrap();
+        private.visibility = Visibility::Private;
+        registry.update_image(private).await.expect("unshare");
+    }
+    let query = ImageQuery {
+        viewer: Viewer {
+            project: Some("guest".into()),
+            is_admin: false,
+        },
+        visibility: VisibilityScope::Only(Visibility::Shared),
+        member_status: MemberStatusFilter::All,
+        limit: 20,
+        budget: 50,
+        ..ImageQuery::default()
+    };
+    let page = registry.list_images(query).await.expect("list");
+    assert!(page.images.is_empty() && page.next.is_none());
+    assert!(page.examined <= 10, "{} units for nothing", page.examined);
+}

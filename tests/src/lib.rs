@@ -3,6 +3,7 @@
 //! HTTP client that speaks as a chosen project ([`Client`]).
 
 pub mod backends;
+pub mod bench;
 pub mod conformance;
 pub mod data;
 pub mod faults;

@@ -187,6 +187,12 @@ pub struct RegistryConfig {
     pub url: Option<String>,
     /// Most connections this node opens to PostgreSQL.
     pub pool_size: usize,
+    /// With sled: memory for its page cache (MiB). The registry's resident memory stays near
+    /// this whatever the catalogue's size.
+    pub cache_mb: u64,
+    /// Work one list request may spend (records read, index seeks) before it answers with
+    /// what it found and a `next` link: a filter no index serves cannot hold a core.
+    pub list_budget: usize,
 }
 
 impl Default for RegistryConfig {
@@ -195,6 +201,8 @@ impl Default for RegistryConfig {
             backend: RegistryBackend::Sled,
             url: None,
             pool_size: 16,
+            cache_mb: 128,
+            list_budget: glass_registry::DEFAULT_LIST_BUDGET,
         }
     }
 }
@@ -556,6 +564,9 @@ impl Config {
         self.import.validate()?;
         if self.registry.pool_size == 0 {
             return Err("registry: pool_size must be at least 1".into());
+        }
+        if self.registry.list_budget < 100 {
+            return Err("registry: list_budget must be at least 100".into());
         }
         if self.stores.iter().filter(|s| s.default).count() > 1 {
             return Err("stores: more than one store has default = true".into());

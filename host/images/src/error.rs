@@ -67,6 +67,11 @@ impl From<RegistryError> for Error {
             RegistryError::MarkerNotFound(id) => {
                 Error::BadRequest(format!("No image found with ID {id}"))
             }
+            RegistryError::TooCostly(_) => Error::BadRequest(
+                "This listing is too costly for the catalogue: add a filter or sort by \
+                 created_at."
+                    .into(),
+            ),
             RegistryError::TaskNotFound(id) => {
                 Error::NotFound(format!("Task with the given id {id} was not found"))
             }

@@ -106,6 +106,8 @@ pub struct Metrics {
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     store_bytes: Family<Labels, Counter>,
     validator_results: Family<Labels, Counter>,
+    list_work: Histogram,
+    list_budget_spent: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,7 +175,22 @@ impl Metrics {
             "Token validations Glass asked Keystone for, by result (cached answers not counted)",
             keystone.0.clone(),
         );
+        // 1 to ~1 000 000 units.
+        let list_work = Histogram::new(exponential_buckets(1.0, 4.0, 11));
+        registry.register(
+            "glass_registry_list_work",
+            "Work (index seeks and records read) each image listing cost the registry",
+            list_work.clone(),
+        );
+        let list_budget_spent = Counter::default();
+        registry.register(
+            "glass_registry_list_budget_spent",
+            "Image listings that stopped on [registry] list_budget and answered with a next link",
+            list_budget_spent.clone(),
+        );
         Metrics {
+            list_work,
+            list_budget_spent,
             keystone,
             validator_results,
             registry,
@@ -247,6 +264,14 @@ impl Metrics {
                 ("verdict", verdict.as_str().to_owned()),
             ])
             .inc();
+    }
+
+    /// Records what one listing cost, and whether it stopped on its budget.
+    pub fn list_work(&self, examined: usize, budget: usize) {
+        self.list_work.observe(examined as f64);
+        if examined >= budget {
+            self.list_budget_spent.inc();
+        }
     }
 
     pub fn audit_bytes(&self, bytes: u64) {

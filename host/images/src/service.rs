@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledRegistry};
+use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledOptions, SledRegistry};
 use glass_runtime::{
     CallBudgets, ComponentSource, Grants, Limits, Runtime, RuntimeConfig, StoreSpec,
 };
@@ -140,8 +140,11 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
         crate::config::RegistryBackend::Sled => {
             let path = config.data_dir.join("registry");
             Arc::new(
-                SledRegistry::open(&path)
-                    .with_context(|| format!("opening the sled registry in {}", path.display()))?,
+                SledRegistry::open_with(
+                    &path,
+                    &SledOptions::with_cache_mb(config.registry.cache_mb),
+                )
+                .with_context(|| format!("opening the sled registry in {}", path.display()))?,
             )
         }
         crate::config::RegistryBackend::Postgres => {
@@ -157,4 +160,36 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
             )
         }
     })
+}
+
+/// Every image in `status`, whoever owns it, through the registry's status index (pages
+/// followed by their `next` marker): what start-up sweeps look for, without reading the
+/// whole catalogue.
+pub async fn images_in_status(
+    registry: &dyn Registry,
+    status: glass_registry::ImageStatus,
+) -> Result<Vec<glass_registry::Image>, glass_registry::RegistryError> {
+    use glass_registry::{Filter, ImageQuery, TextField, Viewer, VisibilityScope};
+    let mut query = ImageQuery {
+        viewer: Viewer {
+            project: None,
+            is_admin: true,
+        },
+        visibility: VisibilityScope::All,
+        filters: vec![Filter::Text {
+            field: TextField::Status,
+            values: vec![status.as_str().to_string()],
+        }],
+        limit: 1000,
+        ..ImageQuery::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = registry.list_images(query.clone()).await?;
+        out.extend(page.images);
+        match page.next {
+            Some(next) => query.marker = Some(next),
+            None => return Ok(out),
+        }
+    }
 }

@@ -3,29 +3,37 @@
 //! applied at connect time (`migrations.rs`).
 //!
 //! Each row keeps the whole record in the registry's versioned codec plus the columns that
-//! listings sort and filter on. Compare-and-swap is one `UPDATE … WHERE id = $1 AND
-//! revision = $2` (that also checks the status transition: `status = ANY(<statuses that
-//! may become the new one>)`): PostgreSQL re-evaluates the condition on the latest row
-//! version after waiting for a concurrent writer, so of two writers from one revision
-//! exactly one matches. A zero-row answer is then explained by a second read (missing,
+//! listings sort and filter on. Compare-and-swap is one statement that locks the row by
+//! `WHERE id = $1 AND revision = $2` (that also checks the status transition: `status =
+//! ANY(<statuses that may become the new one>)`) and updates what it locked: PostgreSQL
+//! re-evaluates the condition on the latest row version after waiting for a concurrent
+//! writer, so of two writers from one revision exactly one matches. A zero-row answer is then explained by a second read (missing,
 //! stale, or a refused transition). Member changes bump the image's revision in the same
 //! transaction, as in the sled engine, and members go with their image (foreign key, cascade).
 //! Listing is one query: visibility, filters, keyset pagination from the marker on the full
-//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`).
+//! sort order, `ORDER BY` that order, `LIMIT limit + 1` (`list.rs`); a non-admin's scope is
+//! a UNION ALL of parts an index each serves in order (`scope.rs`). The row's columns come
+//! from the record on every write (`row.rs`), and so do its rows of `image_labels` (one per
+//! tag and extra property, keyed in listing order, which tag and property filters join),
+//! written in the same statement; `explain.rs` shows the plans to the tests.
 
+mod explain;
 mod list;
 mod metadef;
 mod migrations;
+mod row;
+mod scope;
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Registry;
-use crate::codec::{decode, encode};
+use crate::codec::{decode, decode_image, encode};
 use crate::error::{RegistryError, Result};
 use crate::metadef::{
     MetadefAssociation, MetadefDefinition, MetadefKind, MetadefNamespace, MetadefObject,
@@ -33,7 +41,10 @@ use crate::metadef::{
 };
 use crate::model::{Image, ImageStatus, Member, MemberStatus, Task};
 use crate::query::{ImagePage, ImageQuery};
+use row::ImageRow;
 
+#[doc(hidden)]
+pub use explain::PlanKind;
 pub use migrations::{SCHEMA_VERSION, schema_version};
 
 /// The PostgreSQL-backed [`Registry`]. Cloning shares the pool.
@@ -69,8 +80,8 @@ fn to_u64(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| RegistryError::Corrupt(format!("negative revision {value}")))
 }
 
-/// How an extra property is kept in `images.properties`: key length, key, value, so that
-/// `properties && ARRAY[…]` matches a key with one of several values.
+/// How an extra property is kept in `images.properties`: key length (4 bytes, big-endian),
+/// key, value.
 pub(crate) fn property_entry(key: &str, value: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + key.len() + value.len());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
@@ -79,8 +90,19 @@ pub(crate) fn property_entry(key: &str, value: &str) -> Vec<u8> {
     out
 }
 
-fn bytes(s: &Option<String>) -> Option<&[u8]> {
-    s.as_deref().map(str::as_bytes)
+/// A tag's label in `image_labels`: `t`, then the tag (migration 3's `image_labels_of`).
+pub(crate) fn tag_label(tag: &str) -> Vec<u8> {
+    [b"t", tag.as_bytes()].concat()
+}
+
+/// An extra property's label in `image_labels`: `p`, then its entry ([`property_entry`]).
+pub(crate) fn property_label(key: &str, value: &str) -> Vec<u8> {
+    [b"p".as_slice(), &property_entry(key, value)].concat()
+}
+
+/// The count a write statement of `row.rs` answers with.
+fn count(row: std::result::Result<tokio_postgres::Row, tokio_postgres::Error>) -> Result<i64> {
+    row.map_err(pg)?.try_get(0).map_err(pg)
 }
 
 /// The statuses an image may be in to become `next` (for the compare-and-swap's WHERE).
@@ -94,7 +116,7 @@ fn statuses_that_may_become(next: ImageStatus) -> Vec<&'static str> {
 
 /// An image row read back: the record with the authoritative revision.
 fn image_from_row(revision: i64, record: &[u8]) -> Result<Image> {
-    let mut image: Image = decode(record)?;
+    let mut image: Image = decode_image(record)?;
     image.revision = to_u64(revision)?;
     Ok(image)
 }
@@ -112,10 +134,6 @@ pub struct PostgresOptions {
     pub url: String,
     pub pool_size: usize,
 }
-
-const IMAGE_COLUMNS: &str = "status, visibility, owner, name, disk_format, container_format, \
-                             size, protected, os_hidden, created_at, updated_at, tags, \
-                             properties, record";
 
 impl PostgresRegistry {
     /// Connects, applies the migrations this release knows that the database lacks (under
@@ -140,6 +158,53 @@ impl PostgresRegistry {
         let mut client = registry.client().await?;
         migrations::apply(&mut client).await?;
         Ok(registry)
+    }
+
+    /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the statement `list_images` runs for
+    /// `query`, as a custom or generic plan: what the query plan tests hold the schema to.
+    #[doc(hidden)]
+    pub async fn explain_list(
+        &self,
+        query: &ImageQuery,
+        kind: PlanKind,
+    ) -> Result<serde_json::Value> {
+        let client = self.client().await?;
+        explain::explain_list(&client, query, kind).await
+    }
+
+    /// Stores new images (revision 1) as [`Registry::create_image`] would, many per
+    /// statement, in one transaction: for populating tests and benchmarks. An id already
+    /// taken fails the whole call.
+    #[doc(hidden)]
+    pub async fn import_images(&self, images: &[Image]) -> Result<()> {
+        /// Rows per statement (PostgreSQL takes at most 65,535 parameters).
+        const BATCH: usize = 1000;
+        let stored: Vec<Image> = images
+            .iter()
+            .map(|i| Image {
+                revision: 1,
+                ..i.clone()
+            })
+            .collect();
+        let rows = stored
+            .iter()
+            .map(ImageRow::new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        for batch in rows.chunks(BATCH) {
+            let stmt = tx
+                .prepare(&row::insert_statement(batch.len(), false))
+                .await
+                .map_err(pg)?;
+            let mut params = Vec::with_capacity(batch.len() * (row::COLUMNS.len() + 1));
+            for row in batch {
+                params.push(row.id());
+                params.extend(row.values());
+            }
+            tx.query_one(&stmt, &params).await.map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -185,44 +250,15 @@ impl Registry for PostgresRegistry {
     async fn create_image(&self, image: Image) -> Result<Image> {
         let mut stored = image;
         stored.revision = 1;
-        let record = encode(&stored)?;
-        let tags: Vec<&[u8]> = stored.tags.iter().map(|t| t.as_bytes()).collect();
-        let props: Vec<Vec<u8>> = stored
-            .properties
-            .iter()
-            .map(|(k, v)| property_entry(k, v))
-            .collect();
-        let size = stored.size.map(|s| to_i64(s, "size")).transpose()?;
+        let row = ImageRow::new(&stored)?;
         let client = self.client().await?;
-        let sql = format!(
-            "INSERT INTO images (id, revision, {IMAGE_COLUMNS}) \
-             VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (id) DO NOTHING"
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &stored.id,
-                    &stored.status.as_str(),
-                    &stored.visibility.as_str(),
-                    &bytes(&stored.owner),
-                    &bytes(&stored.name),
-                    &bytes(&stored.disk_format),
-                    &bytes(&stored.container_format),
-                    &size,
-                    &stored.protected,
-                    &stored.os_hidden,
-                    &stored.created_at,
-                    &stored.updated_at,
-                    &tags,
-                    &props,
-                    &record,
-                ],
-            )
+        let stmt = client
+            .prepare_cached(&row::insert_statement(1, true))
             .await
             .map_err(pg)?;
+        let mut params = vec![row.id()];
+        params.extend(row.values());
+        let n = count(client.query_one(&stmt, &params).await)?;
         if n == 0 {
             return Err(RegistryError::DuplicateImage(stored.id));
         }
@@ -252,51 +288,17 @@ impl Registry for PostgresRegistry {
             return Err(RegistryError::Stale(stored.id));
         };
         stored.revision = next;
-        let record = encode(&stored)?;
-        let tags: Vec<&[u8]> = stored.tags.iter().map(|t| t.as_bytes()).collect();
-        let props: Vec<Vec<u8>> = stored
-            .properties
-            .iter()
-            .map(|(k, v)| property_entry(k, v))
-            .collect();
-        let size = stored.size.map(|s| to_i64(s, "size")).transpose()?;
+        let row = ImageRow::new(&stored)?;
         let from = statuses_that_may_become(stored.status);
+        let expected_revision = expected as i64;
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "UPDATE images SET revision = revision + 1, status = $3, visibility = $4, \
-                 owner = $5, name = $6, disk_format = $7, container_format = $8, size = $9, \
-                 protected = $10, os_hidden = $11, created_at = $12, updated_at = $13, \
-                 tags = $14, properties = $15, record = $16 \
-                 WHERE id = $1 AND revision = $2 AND status = ANY($17)",
-            )
+            .prepare_cached(&row::update_statement())
             .await
             .map_err(pg)?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &stored.id,
-                    &(expected as i64),
-                    &stored.status.as_str(),
-                    &stored.visibility.as_str(),
-                    &bytes(&stored.owner),
-                    &bytes(&stored.name),
-                    &bytes(&stored.disk_format),
-                    &bytes(&stored.container_format),
-                    &size,
-                    &stored.protected,
-                    &stored.os_hidden,
-                    &stored.created_at,
-                    &stored.updated_at,
-                    &tags,
-                    &props,
-                    &record,
-                    &from,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![row.id(), &expected_revision, &from];
+        params.extend(row.values());
+        let n = count(client.query_one(&stmt, &params).await)?;
         if n == 1 {
             return Ok(stored);
         }
@@ -311,10 +313,10 @@ impl Registry for PostgresRegistry {
             return Err(self.image_write_failure(&client, id, revision, None).await);
         };
         let stmt = client
-            .prepare_cached("DELETE FROM images WHERE id = $1 AND revision = $2")
+            .prepare_cached(row::DELETE_STATEMENT)
             .await
             .map_err(pg)?;
-        if client.execute(&stmt, &[&id, &rev]).await.map_err(pg)? == 1 {
+        if count(client.query_one(&stmt, &[&id, &rev]).await)? == 1 {
             return Ok(());
         }
         Err(self.image_write_failure(&client, id, revision, None).await)

@@ -1,58 +1,80 @@
-//! The sled engine's images, members and tasks: one named tree per record kind and per
-//! index (`images`, `image_sort:<key>`, `members`, `members_by_project`, `tasks`,
-//! `tasks_by_image`), and the listing that walks a sort index.
+//! The sled engine's images, members and tasks: `images` (id → record), `image_index` (see
+//! `index.rs`), `members` (image id + project → member), `tasks` and `tasks_by_image`. Every
+//! write changes a record and its index entries in one transaction.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
-use sled::transaction::TransactionalTree;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::{Db, Tree};
 use uuid::Uuid;
 
+use super::index;
+use super::list::{self, Trees};
 use super::tx::{TxResult, abort, commit, decode_tx, encode_tx, engine};
-use crate::codec::{self, decode};
+use crate::codec::{self, decode, decode_image, encode_image};
 use crate::error::{RegistryError, Result};
-use crate::model::{Image, Member, MemberStatus, Task};
-use crate::query::{ImagePage, ImageQuery, SortDir, SortKey};
-
-/// Sort keys that have their own index tree (`id` is the image tree's own order).
-const INDEXED: [SortKey; 7] = [
-    SortKey::Name,
-    SortKey::Status,
-    SortKey::ContainerFormat,
-    SortKey::DiskFormat,
-    SortKey::Size,
-    SortKey::CreatedAt,
-    SortKey::UpdatedAt,
-];
+use crate::model::{Image, Member, Task, Visibility};
+use crate::query::{ImagePage, ImageQuery};
 
 // Positions in `ImageTrees::trees`.
 const IMAGES: usize = 0;
-const MEMBERS: usize = 1 + INDEXED.len();
-const MEMBERS_BY_PROJECT: usize = MEMBERS + 1;
+const INDEX: usize = 1;
+const MEMBERS: usize = 2;
 
 // Positions in `TaskTrees::trees`.
 const TASKS: usize = 0;
 const TASKS_BY_IMAGE: usize = 1;
 
-fn index_tree(key: SortKey) -> usize {
-    1 + INDEXED.iter().position(|k| *k == key).expect("indexed key")
+fn image_tx(bytes: &[u8]) -> TxResult<Image> {
+    decode_image(bytes).map_err(ConflictableTransactionError::Abort)
 }
 
-/// Writes `new` and its index entries, replacing those of `old`.
-fn put_image(t: &[TransactionalTree], old: Option<&Image>, new: &Image) -> TxResult<()> {
-    t[IMAGES].insert(new.id.as_bytes(), encode_tx(new)?)?;
-    for key in INDEXED {
-        let new_key = codec::index_key(key, new);
-        if let Some(old) = old {
-            let old_key = codec::index_key(key, old);
-            if old_key == new_key {
-                continue;
-            }
-            t[index_tree(key)].remove(old_key)?;
+/// Writes `new` and its index entries, replacing those of `old`. `members` are the image's
+/// members (their entries carry its position and depend on its visibility).
+fn put_image(
+    t: &[TransactionalTree],
+    old: Option<&Image>,
+    new: &Image,
+    members: &[Member],
+) -> TxResult<()> {
+    t[IMAGES].insert(new.id.as_bytes(), encode_image(new))?;
+    let new_keys: BTreeSet<Vec<u8>> = index::entries(new).into_iter().collect();
+    let old_keys: BTreeSet<Vec<u8>> = old
+        .map(index::entries)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for key in old_keys.difference(&new_keys) {
+        t[INDEX].remove(key.as_slice())?;
+    }
+    for key in new_keys.difference(&old_keys) {
+        t[INDEX].insert(key.as_slice(), &[])?;
+    }
+    // Member entries exist while the image is shared, at its position.
+    let old_members = old.map(|o| member_entries(o, members)).unwrap_or_default();
+    let new_members = member_entries(new, members);
+    if old_members != new_members {
+        for key in &old_members {
+            t[INDEX].remove(key.as_slice())?;
         }
-        t[index_tree(key)].insert(new_key, &[])?;
+        for key in &new_members {
+            t[INDEX].insert(key.as_slice(), &[])?;
+        }
     }
     Ok(())
+}
+
+/// The index entries of an image's members: one per member while the image is shared (a
+/// membership of an image of another visibility shows nothing, so a listing never walks it).
+pub(super) fn member_entries(image: &Image, members: &[Member]) -> Vec<Vec<u8>> {
+    if image.visibility != Visibility::Shared {
+        return Vec::new();
+    }
+    let pos = index::pos(image);
+    members
+        .iter()
+        .map(|m| index::member_key(&m.member_id, m.status, &pos))
+        .collect()
 }
 
 /// Reads the image and checks it is still at `revision`.
@@ -60,7 +82,7 @@ fn current_image(t: &[TransactionalTree], id: Uuid, revision: Option<u64>) -> Tx
     let Some(bytes) = t[IMAGES].get(id.as_bytes())? else {
         return abort(RegistryError::ImageNotFound(id));
     };
-    let image: Image = decode_tx(&bytes)?;
+    let image = image_tx(&bytes)?;
     if revision.is_some_and(|r| r != image.revision) {
         return abort(RegistryError::Stale(id));
     }
@@ -69,11 +91,11 @@ fn current_image(t: &[TransactionalTree], id: Uuid, revision: Option<u64>) -> Tx
 
 /// Bumps an image's revision, so a concurrent compare-and-swap on it fails; used by member
 /// changes so that a delete racing with a member add cannot leave the member behind.
-fn touch_image(t: &[TransactionalTree], id: Uuid) -> TxResult<()> {
+fn touch_image(t: &[TransactionalTree], id: Uuid) -> TxResult<Image> {
     let mut image = current_image(t, id, None)?;
     image.revision += 1;
-    t[IMAGES].insert(id.as_bytes(), encode_tx(&image)?)?;
-    Ok(())
+    t[IMAGES].insert(id.as_bytes(), encode_image(&image))?;
+    Ok(image)
 }
 
 /// Key in the tasks-by-image index: image id, then task id.
@@ -83,7 +105,7 @@ fn task_index_key(image: Uuid, task: Uuid) -> Vec<u8> {
     key
 }
 
-/// Images, one index per `INDEXED` key, members, members_by_project.
+/// Images, their index, members.
 pub(super) struct ImageTrees {
     db: Db,
     trees: Vec<Tree>,
@@ -91,17 +113,22 @@ pub(super) struct ImageTrees {
 
 impl ImageTrees {
     pub(super) fn open(db: &Db) -> Result<Self> {
-        let mut trees = vec![db.open_tree("images").map_err(engine)?];
-        for key in INDEXED {
-            let name = format!("image_sort:{}", key.as_str());
-            trees.push(db.open_tree(name).map_err(engine)?);
-        }
-        trees.push(db.open_tree("members").map_err(engine)?);
-        trees.push(db.open_tree("members_by_project").map_err(engine)?);
-        Ok(ImageTrees {
+        let trees = vec![
+            db.open_tree("images").map_err(engine)?,
+            db.open_tree("image_index").map_err(engine)?,
+            db.open_tree("members").map_err(engine)?,
+        ];
+        let out = ImageTrees {
             db: db.clone(),
             trees,
-        })
+        };
+        super::layout::upgrade(
+            db,
+            &out.trees[IMAGES],
+            &out.trees[INDEX],
+            &out.trees[MEMBERS],
+        )?;
+        Ok(out)
     }
 
     fn images(&self) -> &Tree {
@@ -119,19 +146,31 @@ impl ImageTrees {
             }
             let mut stored = image.clone();
             stored.revision = 1;
-            put_image(t, None, &stored)?;
+            put_image(t, None, &stored, &[])?;
             Ok(stored)
         })
     }
 
     pub(super) fn get(&self, id: Uuid) -> Result<Option<Image>> {
         match self.images().get(id.as_bytes()).map_err(engine)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => Ok(Some(decode_image(&bytes)?)),
             None => Ok(None),
         }
     }
 
+    /// The image's members, read outside a transaction: a member change bumps the image's
+    /// revision, so a compare-and-swap on the image that follows this read fails if they
+    /// changed in between.
+    fn members_of(&self, id: Uuid) -> Result<Vec<Member>> {
+        self.trees[MEMBERS]
+            .scan_prefix(id.as_bytes())
+            .values()
+            .map(|v| decode(&v.map_err(engine)?))
+            .collect()
+    }
+
     pub(super) fn update(&self, image: Image) -> Result<Image> {
+        let members = self.members_of(image.id)?;
         self.tx(|t| {
             let old = current_image(t, image.id, Some(image.revision))?;
             if !old.status.can_become(image.status) {
@@ -142,27 +181,24 @@ impl ImageTrees {
             }
             let mut stored = image.clone();
             stored.revision = old.revision + 1;
-            put_image(t, Some(&old), &stored)?;
+            put_image(t, Some(&old), &stored, &members)?;
             Ok(stored)
         })
     }
 
     pub(super) fn delete(&self, id: Uuid, revision: u64) -> Result<()> {
-        let prefix = id.as_bytes().to_vec();
-        let members: Vec<Member> = self.trees[MEMBERS]
-            .scan_prefix(&prefix)
-            .values()
-            .map(|v| decode(&v.map_err(engine)?))
-            .collect::<Result<_>>()?;
+        let members = self.members_of(id)?;
         self.tx(|t| {
             let old = current_image(t, id, Some(revision))?;
             t[IMAGES].remove(id.as_bytes())?;
-            for key in INDEXED {
-                t[index_tree(key)].remove(codec::index_key(key, &old))?;
+            for key in index::entries(&old) {
+                t[INDEX].remove(key)?;
+            }
+            for key in member_entries(&old, &members) {
+                t[INDEX].remove(key)?;
             }
             for m in &members {
                 t[MEMBERS].remove(codec::member_key(id, &m.member_id))?;
-                t[MEMBERS_BY_PROJECT].remove(codec::project_member_key(&m.member_id, id))?;
             }
             Ok(())
         })
@@ -176,127 +212,29 @@ impl ImageTrees {
             .collect()
     }
 
-    fn memberships(&self, project: Option<&str>) -> Result<HashMap<Uuid, MemberStatus>> {
-        let mut out = HashMap::new();
-        let Some(project) = project else {
-            return Ok(out);
-        };
-        let prefix = codec::project_prefix(project);
-        for item in self.trees[MEMBERS_BY_PROJECT].scan_prefix(&prefix) {
-            let (key, value) = item.map_err(engine)?;
-            let member: Member = decode(&value)?;
-            out.insert(codec::id_of_index_key(&key)?, member.status);
-        }
-        Ok(out)
-    }
-
-    /// Image ids in the order of `key` and `dir`, starting with the group of images whose
-    /// `key` value equals the marker's.
-    fn ordered_ids(
-        &self,
-        key: SortKey,
-        dir: SortDir,
-        from: Option<&Image>,
-    ) -> Box<dyn Iterator<Item = Result<Uuid>> + '_> {
-        let tree = if key == SortKey::Id {
-            self.images()
-        } else {
-            &self.trees[index_tree(key)]
-        };
-        let iter = match (from, dir) {
-            (None, _) => tree.iter(),
-            (Some(m), SortDir::Asc) => {
-                let mut start = codec::sort_value(key, m);
-                if key == SortKey::Id {
-                    start.extend_from_slice(m.id.as_bytes());
-                }
-                tree.range(start..)
-            }
-            (Some(m), SortDir::Desc) => {
-                let mut end = codec::sort_value(key, m);
-                if key == SortKey::Id {
-                    end.extend_from_slice(m.id.as_bytes());
-                } else {
-                    end.extend_from_slice(&[0xff; 16]);
-                }
-                tree.range(..=end)
-            }
-        };
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match dir {
-            SortDir::Asc => Box::new(iter),
-            SortDir::Desc => Box::new(iter.rev()),
-        };
-        Box::new(iter.map(|item| {
-            let (k, _) = item.map_err(engine)?;
-            codec::id_of_index_key(&k)
-        }))
-    }
-
     pub(super) fn list(&self, query: &ImageQuery) -> Result<ImagePage> {
-        let memberships = self.memberships(query.viewer.project.as_deref())?;
-        let marker = match query.marker {
-            None => None,
-            Some(id) => match self.get(id)? {
-                Some(m) if query.viewer.can_see(&m, memberships.get(&id).copied()) => Some(m),
-                _ => return Err(RegistryError::MarkerNotFound(id)),
-            },
+        let trees = Trees {
+            images: &self.trees[IMAGES],
+            index: &self.trees[INDEX],
+            members: &self.trees[MEMBERS],
         };
-        let sort = query.full_sort();
-        let (primary, dir) = sort[0];
-        let mut page: Vec<Image> = Vec::new();
-        let mut group: Vec<Image> = Vec::new();
-        let mut group_head: Option<Image> = None;
-        // Images equal on the primary key come out of the index in id order; each such group
-        // is sorted by the full order before it is emitted.
-        let flush = |group: &mut Vec<Image>, page: &mut Vec<Image>| {
-            group.sort_by(|a, b| ImageQuery::compare(&sort, a, b));
-            for image in group.drain(..) {
-                let after_marker = marker.as_ref().is_none_or(|m| {
-                    ImageQuery::compare(&sort, &image, m) == std::cmp::Ordering::Greater
-                });
-                if after_marker && page.len() <= query.limit {
-                    page.push(image);
-                }
-            }
-        };
-        for id in self.ordered_ids(primary, dir, marker.as_ref()) {
-            let Some(image) = self.get(id?)? else {
-                continue; // deleted since the index was read
-            };
-            let new_group = group_head
-                .as_ref()
-                .is_none_or(|h| primary.compare(h, &image) != std::cmp::Ordering::Equal);
-            if new_group {
-                flush(&mut group, &mut page);
-                if page.len() > query.limit {
-                    break;
-                }
-                group_head = Some(image.clone());
-            }
-            if query.admits(&image, &memberships) {
-                group.push(image);
-            }
-        }
-        flush(&mut group, &mut page);
-        let more = page.len() > query.limit;
-        page.truncate(query.limit);
-        Ok(ImagePage { images: page, more })
+        list::list(trees, query)
     }
 
     pub(super) fn add_member(&self, member: Member) -> Result<Member> {
         self.tx(|t| {
             let key = codec::member_key(member.image_id, &member.member_id);
-            touch_image(t, member.image_id)?;
+            let image = touch_image(t, member.image_id)?;
             if t[MEMBERS].get(&key)?.is_some() {
                 return abort(RegistryError::DuplicateMember {
                     image: member.image_id,
                     member: member.member_id.clone(),
                 });
             }
-            let bytes = encode_tx(&member)?;
-            t[MEMBERS].insert(key, bytes.clone())?;
-            let by_project = codec::project_member_key(&member.member_id, member.image_id);
-            t[MEMBERS_BY_PROJECT].insert(by_project, bytes)?;
+            t[MEMBERS].insert(key, encode_tx(&member)?)?;
+            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+                t[INDEX].insert(entry, &[])?;
+            }
             Ok(member.clone())
         })
     }
@@ -310,11 +248,7 @@ impl ImageTrees {
     }
 
     pub(super) fn list_members(&self, image: Uuid) -> Result<Vec<Member>> {
-        let mut members: Vec<Member> = self.trees[MEMBERS]
-            .scan_prefix(image.as_bytes())
-            .values()
-            .map(|v| decode(&v.map_err(engine)?))
-            .collect::<Result<_>>()?;
+        let mut members = self.members_of(image)?;
         members.sort_by_key(|m| m.created_at);
         Ok(members)
     }
@@ -322,16 +256,23 @@ impl ImageTrees {
     pub(super) fn update_member(&self, member: Member) -> Result<Member> {
         self.tx(|t| {
             let key = codec::member_key(member.image_id, &member.member_id);
-            if t[MEMBERS].get(&key)?.is_none() {
+            let Some(old) = t[MEMBERS].get(&key)? else {
                 return abort(RegistryError::MemberNotFound {
                     image: member.image_id,
                     member: member.member_id.clone(),
                 });
+            };
+            let old: Member = decode_tx(&old)?;
+            // Bumps the revision: an image write that read the members before fails and
+            // retries rather than rewriting this member's entry from a stale status.
+            let image = touch_image(t, member.image_id)?;
+            t[MEMBERS].insert(key, encode_tx(&member)?)?;
+            for entry in member_entries(&image, std::slice::from_ref(&old)) {
+                t[INDEX].remove(entry)?;
             }
-            let bytes = encode_tx(&member)?;
-            t[MEMBERS].insert(key, bytes.clone())?;
-            let by_project = codec::project_member_key(&member.member_id, member.image_id);
-            t[MEMBERS_BY_PROJECT].insert(by_project, bytes)?;
+            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+                t[INDEX].insert(entry, &[])?;
+            }
             Ok(member.clone())
         })
     }
@@ -339,14 +280,18 @@ impl ImageTrees {
     pub(super) fn delete_member(&self, image: Uuid, member: &str) -> Result<()> {
         self.tx(|t| {
             let key = codec::member_key(image, member);
-            if t[MEMBERS].remove(key)?.is_none() {
+            let Some(old) = t[MEMBERS].remove(key)? else {
                 return abort(RegistryError::MemberNotFound {
                     image,
                     member: member.to_string(),
                 });
+            };
+            let old: Member = decode_tx(&old)?;
+            let current = touch_image(t, image)?;
+            for entry in member_entries(&current, std::slice::from_ref(&old)) {
+                t[INDEX].remove(entry)?;
             }
-            t[MEMBERS_BY_PROJECT].remove(codec::project_member_key(member, image))?;
-            touch_image(t, image)
+            Ok(())
         })
     }
 }

@@ -8,7 +8,11 @@
 //! `tx.rs` the transaction helpers both use; this file opens them and implements
 //! [`Registry`] over them.
 
+mod cursor;
 mod images;
+mod index;
+mod layout;
+mod list;
 mod metadef;
 mod tx;
 
@@ -42,12 +46,39 @@ pub struct SledRegistry {
     inner: Arc<Inner>,
 }
 
+/// How the sled engine is opened.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// Bytes of sled's page cache: what bounds the registry's resident memory.
+    pub cache_bytes: u64,
+}
+
+impl SledOptions {
+    pub fn with_cache_mb(mb: u64) -> Self {
+        SledOptions {
+            cache_bytes: mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions::with_cache_mb(128)
+    }
+}
+
 impl SledRegistry {
-    /// Opens (or creates) the registry in `dir`.
+    /// Opens (or creates) the registry in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, &SledOptions::default())
+    }
+
+    /// Opens (or creates) the registry in `dir`.
+    pub fn open_with(dir: &Path, options: &SledOptions) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(options.cache_bytes)
             .open()
             .map_err(engine)?;
         Ok(SledRegistry {

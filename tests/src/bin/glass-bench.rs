@@ -1,12 +1,18 @@
 //! `glass-bench`: load generators for BENCHMARKS.md. `populate` fills a server with images
 //! from many concurrent clients; `creates` times sequential creates from one client (as
-//! Glance's reference benchmark does). Both print a progress line and a summary.
+//! Glance's reference benchmark does); `populate-registry` writes the scale benchmark's
+//! catalogue straight into a registry engine (glass_tests::bench). Each prints progress on
+//! stderr and a summary.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use glass_registry::{PostgresOptions, PostgresRegistry, Registry, SledOptions, SledRegistry};
+use glass_tests::bench::catalogue::Catalogue;
+use glass_tests::bench::{populate, probes};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -34,6 +40,61 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         count: usize,
     },
+    /// Write COUNT images of the scale benchmark's mix straight into a registry (no HTTP;
+    /// the registry must not hold them yet). Deterministic for a given seed and count.
+    PopulateRegistry {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        count: usize,
+        /// Concurrent writer tasks.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 23)]
+        seed: u64,
+        /// Projects owning the images (Zipf sizes).
+        #[arg(long, default_value_t = 1000)]
+        projects: usize,
+        /// sled's page cache while populating.
+        #[arg(long, default_value_t = 256)]
+        cache_mb: u64,
+        /// Write the benchmark's probe values (ids, names, tags…) here as shell assignments.
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// A progress line on stderr every this many images (0: none).
+        #[arg(long, default_value_t = 100_000)]
+        progress_every: usize,
+    },
+}
+
+/// The registry to fill: exactly one of them.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// A sled registry directory (a server's is `<data-dir>/registry`).
+    #[arg(long)]
+    sled: Option<PathBuf>,
+    /// A PostgreSQL URL (the schema is created or migrated first).
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+async fn open(
+    target: &Target,
+    cache_mb: u64,
+    pool_size: usize,
+) -> (Arc<dyn Registry>, &'static str) {
+    if let Some(dir) = &target.sled {
+        let sled = SledRegistry::open_with(dir, &SledOptions::with_cache_mb(cache_mb))
+            .unwrap_or_else(|e| panic!("opening sled in {}: {e}", dir.display()));
+        return (Arc::new(sled), "sled");
+    }
+    let url = target.postgres.clone().unwrap_or_default();
+    let options = PostgresOptions { url, pool_size };
+    let pg = PostgresRegistry::connect(&options)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PostgreSQL: {e}"));
+    (Arc::new(pg), "postgres")
 }
 
 async fn create(http: &reqwest::Client, url: &str, i: usize) {
@@ -85,6 +146,37 @@ async fn main() {
                 "populate: {count} images in {secs:.1} s ({:.0} images/s, {concurrency} clients)",
                 count as f64 / secs
             );
+        }
+        Command::PopulateRegistry {
+            target,
+            count,
+            concurrency,
+            seed,
+            projects,
+            cache_mb,
+            probes: probes_file,
+            progress_every,
+        } => {
+            let (registry, engine) = open(&target, cache_mb, concurrency).await;
+            let catalogue = Arc::new(Catalogue::new(seed, count, projects));
+            let started = Instant::now();
+            let tally =
+                populate::populate(registry, catalogue.clone(), concurrency, progress_every)
+                    .await
+                    .unwrap_or_else(|e| panic!("populate: {e}"));
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "populate-registry {engine}: {count} images, {} members in {secs:.1} s \
+                 ({:.0} images/s, {concurrency} tasks)",
+                tally.members,
+                count as f64 / secs
+            );
+            print!("{}", tally.summary());
+            if let Some(file) = probes_file {
+                let text = probes::shell(&probes::probes(&catalogue, &tally));
+                std::fs::write(&file, text)
+                    .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+            }
         }
         Command::Creates { url, count } => {
             let http = reqwest::Client::new();

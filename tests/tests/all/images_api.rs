@@ -760,3 +760,76 @@ async fn oversized_metadata_body_is_413_in_glance_shape() {
         "{body}"
     );
 }
+
+/// `checksum` and `os_hash_value` find an image (as Glance's filters do), and a filter no
+/// index serves answers in bounded pages (`[registry] list_budget`) whose `next` links,
+/// followed as a client does, lead to every match and nothing else; the metric counts them.
+#[tokio::test]
+async fn hash_lookups_and_budgeted_pages() {
+    let server = TestServer::start_with(|c| {
+        c.auth = glass_host::config::AuthMode::TrustedHeaders;
+        c.registry.list_budget = 100;
+    })
+    .await;
+    let admin = server.admin();
+    let mut created = Vec::new();
+    for i in 0..240 {
+        let image = admin.create_image(json!({"name": format!("b-{i}")})).await;
+        created.push(image["id"].as_str().unwrap().to_string());
+    }
+    // The two oldest get hashes and a size (the last in the default, newest-first order).
+    let registry = &server.state.registry;
+    for (i, id) in created[..2].iter().enumerate() {
+        let mut image = registry
+            .get_image(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        image.status = ImageStatus::Active;
+        image.size = Some(4096);
+        image.checksum = Some(format!("{i:032x}"));
+        image.os_hash_value = Some(format!("{i:0128x}"));
+        registry.update_image(image).await.unwrap();
+    }
+    for (query, want) in [
+        (format!("checksum={:032x}", 1), vec![created[1].clone()]),
+        (
+            format!("os_hash_value={:0128x}", 0),
+            vec![created[0].clone()],
+        ),
+        ("checksum=ffff".to_string(), vec![]),
+    ] {
+        let (status, body) = admin.get_json(&format!("/v2/images?{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(ids(&body), want, "{query}");
+        assert!(body.get("next").is_none(), "{query}: one page");
+    }
+    // size_min has no index: each response stops after 100 units of work.
+    let mut path = "/v2/images?size_min=1&limit=5".to_string();
+    let mut found = Vec::new();
+    let mut responses = 0;
+    loop {
+        let (status, body) = admin.get_json(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        responses += 1;
+        found.extend(ids(&body));
+        match body["next"].as_str() {
+            Some(next) => path = next.to_string(),
+            None => break,
+        }
+        assert!(responses < 50, "next links do not end");
+    }
+    assert_eq!(found, vec![created[1].clone(), created[0].clone()]);
+    assert!(
+        responses >= 3,
+        "{responses} responses: the budget did not bound them"
+    );
+    let metrics = admin.get("/metrics").await.text().await.unwrap();
+    let spent: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("glass_registry_list_budget_spent_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .expect("budget metric");
+    assert!(spent >= 2.0, "budget-stopped listings counted: {spent}");
+}

@@ -167,6 +167,7 @@ pub fn parse_query(
     let mut query = ImageQuery {
         viewer: who.viewer(),
         limit: config.limit_param_default,
+        budget: config.registry.list_budget,
         ..ImageQuery::default()
     };
     let mut sort_keys = Vec::new();
@@ -255,10 +256,17 @@ pub fn parse_query(
                     values: text_values(raw)?,
                 });
             }
-            "owner" => query.filters.push(Filter::Text {
-                field: TextField::Owner,
-                values: vec![raw.clone()],
-            }),
+            "owner" | "checksum" | "os_hash_value" => {
+                let field = match name.as_str() {
+                    "owner" => TextField::Owner,
+                    "checksum" => TextField::Checksum,
+                    _ => TextField::OsHashValue,
+                };
+                query.filters.push(Filter::Text {
+                    field,
+                    values: vec![raw.clone()],
+                })
+            }
             key => query.filters.push(Filter::Property {
                 key: key.to_string(),
                 values: vec![raw.clone()],
@@ -353,11 +361,10 @@ pub async fn list(
     )?;
     let pairs = query_pairs(raw.as_deref());
     let query = parse_query(&pairs, &who, &state.config)?;
+    let budget = query.budget;
     let page = state.registry.list_images(query).await?;
-    let next = match page.images.last() {
-        Some(last) if page.more => Some(link(&pairs, Some(last.id))),
-        _ => None,
-    };
+    state.metrics.list_work(page.examined, budget);
+    let next = page.next.map(|marker| link(&pairs, Some(marker)));
     let body = ListBody {
         images: page.images.iter().map(image_body).collect(),
         first: link(&pairs, None),

@@ -151,15 +151,9 @@ async fn sweep_staging(state: &Service) -> Result<(), Error> {
     if state.config.registry.backend != crate::config::RegistryBackend::Sled {
         return Ok(());
     }
-    for id in state.registry.image_ids().await? {
-        let Some(image) = state.registry.get_image(id).await? else {
-            continue;
-        };
-        if image.status == ImageStatus::Uploading
-            && !image.properties.contains_key(LOCK_KEY)
-            && !staging.has(id)
-        {
-            revert_dead_stage(state, id).await?;
+    for image in crate::service::images_in_status(&*state.registry, ImageStatus::Uploading).await? {
+        if !image.properties.contains_key(LOCK_KEY) && !staging.has(image.id) {
+            revert_dead_stage(state, image.id).await?;
         }
     }
     Ok(())

@@ -53,7 +53,7 @@ pub(super) async fn default_order_and_paging(r: &dyn Registry) {
 
     let first = list(r, query.clone()).await;
     assert_eq!(first.images.len(), 25, "the default limit is 25");
-    assert!(first.more, "25 of 60: more=true");
+    assert!(first.more(), "25 of 60: more=true");
     assert_eq!(ids(&first.images), ids(&expected[..25]));
 
     for limit in [1, 7, 20, 25, 59, 60, 61, 100] {
@@ -72,14 +72,14 @@ pub(super) async fn default_order_and_paging(r: &dyn Registry) {
         q.limit = limit;
         let page = list(r, q).await;
         assert_eq!(page.images.len(), limit.min(60), "limit {limit}: page size");
-        assert_eq!(page.more, more, "limit {limit} of 60 images: more");
+        assert_eq!(page.more(), more, "limit {limit} of 60 images: more");
     }
     let mut q = query.clone();
     q.limit = 20;
     let mut flags = Vec::new();
     for _ in 0..3 {
         let page = list(r, q.clone()).await;
-        flags.push((page.images.len(), page.more));
+        flags.push((page.images.len(), page.more()));
         q.marker = page.images.last().map(|i| i.id);
     }
     assert_eq!(
@@ -93,7 +93,7 @@ pub(super) async fn default_order_and_paging(r: &dyn Registry) {
     q.marker = Some(expected[59].id);
     let page = list(r, q).await;
     assert!(
-        page.images.is_empty() && !page.more,
+        page.images.is_empty() && !page.more(),
         "after the last image: {page:?}"
     );
 

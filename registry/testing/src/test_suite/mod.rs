@@ -14,6 +14,7 @@ mod listing;
 mod members;
 mod metadef;
 mod order;
+mod scale;
 mod tasks;
 mod visibility;
 
@@ -36,4 +37,5 @@ pub async fn run(registry: &dyn Registry) {
     tasks::tasks(registry).await;
     tasks::task_image_follows_updates(registry).await;
     metadef::run(registry).await;
+    scale::filtered_pages_cost_the_page(registry).await;
 }
