@@ -162,3 +162,31 @@ pub trait Registry: Send + Sync + 'static {
     /// Removes the association of `ns` with resource type `name` (the type stays).
     async fn delete_metadef_association(&self, ns: &str, name: &str) -> Result<()>;
 }
+
+/// Every image in `status`, whoever owns it, through the listing's status index (pages
+/// followed by their `next` marker): what start-up sweeps look for, without reading the
+/// whole catalogue.
+pub async fn images_in_status(registry: &dyn Registry, status: ImageStatus) -> Result<Vec<Image>> {
+    let mut query = ImageQuery {
+        viewer: Viewer {
+            project: None,
+            is_admin: true,
+        },
+        visibility: VisibilityScope::All,
+        filters: vec![Filter::Text {
+            field: TextField::Status,
+            values: vec![status.as_str().to_string()],
+        }],
+        limit: 1000,
+        ..ImageQuery::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = registry.list_images(query.clone()).await?;
+        out.extend(page.images);
+        match page.next {
+            Some(next) => query.marker = Some(next),
+            None => return Ok(out),
+        }
+    }
+}

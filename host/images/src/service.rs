@@ -161,35 +161,3 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
         }
     })
 }
-
-/// Every image in `status`, whoever owns it, through the registry's status index (pages
-/// followed by their `next` marker): what start-up sweeps look for, without reading the
-/// whole catalogue.
-pub async fn images_in_status(
-    registry: &dyn Registry,
-    status: glass_registry::ImageStatus,
-) -> Result<Vec<glass_registry::Image>, glass_registry::RegistryError> {
-    use glass_registry::{Filter, ImageQuery, TextField, Viewer, VisibilityScope};
-    let mut query = ImageQuery {
-        viewer: Viewer {
-            project: None,
-            is_admin: true,
-        },
-        visibility: VisibilityScope::All,
-        filters: vec![Filter::Text {
-            field: TextField::Status,
-            values: vec![status.as_str().to_string()],
-        }],
-        limit: 1000,
-        ..ImageQuery::default()
-    };
-    let mut out = Vec::new();
-    loop {
-        let page = registry.list_images(query.clone()).await?;
-        out.extend(page.images);
-        match page.next {
-            Some(next) => query.marker = Some(next),
-            None => return Ok(out),
-        }
-    }
-}

@@ -450,7 +450,7 @@ pub async fn delete_data(state: &Service, image: &Image) {
 /// At start-up, before serving: an image still `saving` belongs to an upload that died with
 /// the previous process. Its partial data is removed and it goes back to `queued`.
 pub async fn sweep_unfinished_uploads(state: &Service) -> Result<(), Error> {
-    for image in crate::service::images_in_status(&*state.registry, ImageStatus::Saving).await? {
+    for image in glass_registry::images_in_status(&*state.registry, ImageStatus::Saving).await? {
         let id = image.id;
         for (store_id, store) in state.stores.iter() {
             store.discard_partial(id).await.map_err(|e| {

@@ -26,37 +26,13 @@ use chrono::DateTime;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
+use super::sql::Sql;
 use super::{image_from_row, member_status, pg, property_label, scope, tag_label};
 use crate::error::{RegistryError, Result};
 use crate::model::{Image, ImageStatus, Timestamp};
 use crate::query::{
     Comparison, Filter, ImagePage, ImageQuery, SortDir, SortKey, TextField, TimeField,
 };
-
-/// A statement under construction and its typed parameters.
-#[derive(Default)]
-pub(super) struct Sql {
-    params: Vec<(Box<dyn ToSql + Sync + Send>, Type)>,
-}
-
-impl Sql {
-    /// Adds a parameter and returns its placeholder.
-    pub(super) fn param<T: ToSql + Sync + Send + 'static>(&mut self, value: T, ty: Type) -> String {
-        self.params.push((Box::new(value), ty));
-        format!("${}", self.params.len())
-    }
-
-    fn types(&self) -> Vec<Type> {
-        self.params.iter().map(|(_, t)| t.clone()).collect()
-    }
-
-    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|(v, _)| v.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
-}
 
 /// Most prepared statements a connection keeps (every one of the engine's, fixed and listing).
 pub(super) const MAX_CACHED: usize = 256;

@@ -23,6 +23,7 @@ mod metadef;
 mod migrations;
 mod row;
 mod scope;
+mod sql;
 
 use std::str::FromStr;
 

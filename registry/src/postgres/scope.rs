@@ -14,7 +14,7 @@
 
 use tokio_postgres::types::Type;
 
-use super::list::Sql;
+use super::sql::Sql;
 use crate::model::{MemberStatus, Visibility};
 use crate::query::{ImageQuery, MemberStatusFilter, VisibilityScope};
 

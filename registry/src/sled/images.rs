@@ -13,7 +13,7 @@ use super::list::{self, Trees};
 use super::tx::{TxResult, abort, commit, decode_tx, encode_tx, engine};
 use crate::codec::{self, decode, decode_image, encode_image};
 use crate::error::{RegistryError, Result};
-use crate::model::{Image, Member, Task, Visibility};
+use crate::model::{Image, Member, Task};
 use crate::query::{ImagePage, ImageQuery};
 
 // Positions in `ImageTrees::trees`.
@@ -51,8 +51,10 @@ fn put_image(
         t[INDEX].insert(key.as_slice(), &[])?;
     }
     // Member entries exist while the image is shared, at its position.
-    let old_members = old.map(|o| member_entries(o, members)).unwrap_or_default();
-    let new_members = member_entries(new, members);
+    let old_members = old
+        .map(|o| index::member_entries(o, members))
+        .unwrap_or_default();
+    let new_members = index::member_entries(new, members);
     if old_members != new_members {
         for key in &old_members {
             t[INDEX].remove(key.as_slice())?;
@@ -62,19 +64,6 @@ fn put_image(
         }
     }
     Ok(())
-}
-
-/// The index entries of an image's members: one per member while the image is shared (a
-/// membership of an image of another visibility shows nothing, so a listing never walks it).
-pub(super) fn member_entries(image: &Image, members: &[Member]) -> Vec<Vec<u8>> {
-    if image.visibility != Visibility::Shared {
-        return Vec::new();
-    }
-    let pos = index::pos(image);
-    members
-        .iter()
-        .map(|m| index::member_key(&m.member_id, m.status, &pos))
-        .collect()
 }
 
 /// Reads the image and checks it is still at `revision`.
@@ -194,7 +183,7 @@ impl ImageTrees {
             for key in index::entries(&old) {
                 t[INDEX].remove(key)?;
             }
-            for key in member_entries(&old, &members) {
+            for key in index::member_entries(&old, &members) {
                 t[INDEX].remove(key)?;
             }
             for m in &members {
@@ -232,7 +221,7 @@ impl ImageTrees {
                 });
             }
             t[MEMBERS].insert(key, encode_tx(&member)?)?;
-            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+            for entry in index::member_entries(&image, std::slice::from_ref(&member)) {
                 t[INDEX].insert(entry, &[])?;
             }
             Ok(member.clone())
@@ -267,10 +256,10 @@ impl ImageTrees {
             // retries rather than rewriting this member's entry from a stale status.
             let image = touch_image(t, member.image_id)?;
             t[MEMBERS].insert(key, encode_tx(&member)?)?;
-            for entry in member_entries(&image, std::slice::from_ref(&old)) {
+            for entry in index::member_entries(&image, std::slice::from_ref(&old)) {
                 t[INDEX].remove(entry)?;
             }
-            for entry in member_entries(&image, std::slice::from_ref(&member)) {
+            for entry in index::member_entries(&image, std::slice::from_ref(&member)) {
                 t[INDEX].insert(entry, &[])?;
             }
             Ok(member.clone())
@@ -288,7 +277,7 @@ impl ImageTrees {
             };
             let old: Member = decode_tx(&old)?;
             let current = touch_image(t, image)?;
-            for entry in member_entries(&current, std::slice::from_ref(&old)) {
+            for entry in index::member_entries(&current, std::slice::from_ref(&old)) {
                 t[INDEX].remove(entry)?;
             }
             Ok(())

@@ -7,7 +7,7 @@
 //! order of a sort on that field with Glance's tie-breakers.
 
 use crate::codec::{push_text, push_time, push_u64};
-use crate::model::{Image, MemberStatus, Timestamp};
+use crate::model::{Image, Member, MemberStatus, Timestamp, Visibility};
 use crate::query::SortKey;
 use uuid::Uuid;
 
@@ -183,4 +183,17 @@ pub fn value_part(key: &[u8]) -> &[u8] {
 pub fn pos_of_key(key: &[u8]) -> Option<Pos> {
     let start = key.len().checked_sub(POS_LEN)?;
     key[start..].try_into().ok()
+}
+
+/// The index entries of an image's members: one per member while the image is shared (a
+/// membership of an image of another visibility shows nothing, so a listing never walks it).
+pub fn member_entries(image: &Image, members: &[Member]) -> Vec<Vec<u8>> {
+    if image.visibility != Visibility::Shared {
+        return Vec::new();
+    }
+    let pos = pos(image);
+    members
+        .iter()
+        .map(|m| member_key(&m.member_id, m.status, &pos))
+        .collect()
 }

@@ -61,7 +61,7 @@ pub fn upgrade(db: &Db, images: &Tree, index: &Tree, members: &Tree) -> Result<(
             .values()
             .map(|m| decode::<Member>(&m.map_err(engine)?))
             .collect::<Result<Vec<_>>>()?;
-        for entry in super::images::member_entries(&image, &image_members) {
+        for entry in index::member_entries(&image, &image_members) {
             batch.insert(entry, &[]);
         }
         index.apply_batch(batch).map_err(engine)?;

@@ -151,7 +151,7 @@ async fn sweep_staging(state: &Service) -> Result<(), Error> {
     if state.config.registry.backend != crate::config::RegistryBackend::Sled {
         return Ok(());
     }
-    for image in crate::service::images_in_status(&*state.registry, ImageStatus::Uploading).await? {
+    for image in glass_registry::images_in_status(&*state.registry, ImageStatus::Uploading).await? {
         if !image.properties.contains_key(LOCK_KEY) && !staging.has(image.id) {
             revert_dead_stage(state, image.id).await?;
         }
