@@ -176,7 +176,7 @@ pub fn member_key(project: &str, status: MemberStatus, pos: &Pos) -> Vec<u8> {
 
 /// The value part of an index key (between the field tag and the position).
 pub fn value_part(key: &[u8]) -> &[u8] {
-    &key[1.min(key.len())..key.len().saturating_sub(POS_LEN).max(1.min(key.len()))]
+    key.get(1..key.len().saturating_sub(POS_LEN)).unwrap_or(&[])
 }
 
 /// The position at the end of an index key.
