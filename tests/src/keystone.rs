@@ -59,7 +59,12 @@ pub async fn keystone() -> Admin {
     if let Err(e) = started {
         panic!("{e}");
     }
-    let http = reqwest::Client::new();
+    // A new connection for each call: gunicorn closes idle keep-alive connections after
+    // 2 s, and a call sent on one just as it closes fails with no answer.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("HTTP client");
     let token = password_token(&http, "admin", ADMIN_PASSWORD, "admin")
         .await
         .expect("admin token");

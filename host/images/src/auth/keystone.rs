@@ -119,12 +119,12 @@ impl Keystone {
         let mut renewed = false;
         loop {
             let service = self.service_token(renewed).await?;
-            let response = self
+            let request = self
                 .http
                 .get(self.url("/auth/tokens?nocatalog"))
                 .header("X-Auth-Token", &service)
-                .header("X-Subject-Token", token)
-                .send()
+                .header("X-Subject-Token", token);
+            let response = send(request)
                 .await
                 .map_err(|e| AuthError::Unavailable(e.to_string()))?;
             match response.status() {
@@ -183,11 +183,11 @@ impl Keystone {
                 "domain": {"name": c.project_domain_name},
             }},
         }});
-        let response = self
+        let request = self
             .http
             .post(self.url("/auth/tokens?nocatalog"))
-            .json(&body)
-            .send()
+            .json(&body);
+        let response = send(request)
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         if response.status() != StatusCode::CREATED {
@@ -216,6 +216,17 @@ impl Keystone {
             renew_at,
         });
         Ok(token)
+    }
+}
+
+/// Sends `request`, and once more if it failed without an answer and before its deadline:
+/// a keep-alive connection Keystone closed just as it was reused (gunicorn and Apache close
+/// idle ones after a few seconds) fails the first try only. Both calls are safe to repeat.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    let again = request.try_clone();
+    match (request.send().await, again) {
+        (Err(e), Some(again)) if !e.is_timeout() => again.send().await,
+        (result, _) => result,
     }
 }
 
@@ -312,5 +323,88 @@ impl<V: Clone> TokenCache<V> {
             let entries = &self.entries;
             self.order.retain(|k| entries.contains_key(k));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const TOKEN: &str = r#"{"token": {"expires_at": "2099-01-01T00:00:00Z",
+        "user": {"id": "u1"}, "project": {"id": "p1"}, "roles": [{"name": "member"}]}}"#;
+
+    /// Reads one request (head and `Content-Length` body): its method, None at end of stream.
+    async fn read_request(conn: &mut TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                return None;
+            }
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.ok()?;
+        head.split(' ').next().map(str::to_owned)
+    }
+
+    /// Keystone's answer: 201 to a token request, 200 to a validation.
+    async fn answer(conn: &mut TcpStream, method: &str) {
+        let status = if method == "post" {
+            "201 Created"
+        } else {
+            "200 OK"
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nX-Subject-Token: service\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            TOKEN.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(TOKEN.as_bytes()).await.unwrap();
+    }
+
+    /// A Keystone whose first connection answers one request, then closes on the next one
+    /// unanswered, as a server closing an idle keep-alive connection races with its reuse.
+    async fn closing_keystone() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let close_second = std::mem::take(&mut first);
+                tokio::spawn(async move {
+                    let mut served = 0;
+                    while let Some(method) = read_request(&mut conn).await {
+                        if close_second && served == 1 {
+                            return;
+                        }
+                        answer(&mut conn, &method).await;
+                        served += 1;
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_on_reuse_is_tried_again() {
+        let config = KeystoneConfig {
+            auth_url: closing_keystone().await,
+            ..KeystoneConfig::default()
+        };
+        let keystone = Keystone::new(config, Default::default()).unwrap();
+        // The service token takes the first answer; the validation is sent on the same
+        // connection, which closes unanswered: only a second try gets an answer.
+        let identity = keystone.validate("user-token").await.unwrap();
+        assert_eq!(identity.project.as_deref(), Some("p1"));
     }
 }
