@@ -22,6 +22,39 @@ async fn sled_passes_the_registry_suite() {
     test_suite::run(&registry).await;
 }
 
+/// sled cannot change compression on a registry it made: one made without (all made before
+/// compression was the default) opens with the default options and keeps its records; one
+/// made with it reads back the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_open_whatever_their_compression() {
+    for made_compressed in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = glass_registry::SledOptions {
+            compression: made_compressed,
+            ..Default::default()
+        };
+        let mut image = Image::new(Uuid::new_v4(), Some("compression".into()));
+        image.name = Some("x".repeat(4000));
+        {
+            let registry = SledRegistry::open_with(dir.path(), &options).expect("made");
+            registry.create_image(image.clone()).await.expect("create");
+        }
+        let conf = std::fs::read(dir.path().join("conf")).expect("sled's conf");
+        let conf = String::from_utf8_lossy(&conf);
+        assert!(
+            conf.contains(&format!("use_compression: {made_compressed}")),
+            "{conf}"
+        );
+        let registry = open(&dir);
+        let read = registry
+            .get_image(image.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        assert_eq!(read.name, image.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");

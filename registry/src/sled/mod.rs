@@ -51,12 +51,16 @@ pub struct SledRegistry {
 pub struct SledOptions {
     /// Bytes of sled's page cache: what bounds the registry's resident memory.
     pub cache_bytes: u64,
+    /// zstd-compress what a new registry writes (a registry keeps the choice it was made
+    /// with: sled cannot change it later, so one made uncompressed stays so).
+    pub compression: bool,
 }
 
 impl SledOptions {
     pub fn with_cache_mb(mb: u64) -> Self {
         SledOptions {
             cache_bytes: mb.saturating_mul(1024 * 1024),
+            compression: true,
         }
     }
 }
@@ -75,12 +79,20 @@ impl SledRegistry {
 
     /// Opens (or creates) the registry in `dir`.
     pub fn open_with(dir: &Path, options: &SledOptions) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(engine)?;
+        let config = |compression: bool| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(options.cache_bytes)
+                .use_compression(compression)
+        };
+        let db = match config(options.compression).open() {
+            // Made with the other choice (sled keeps it in the registry's `conf` file).
+            Err(sled::Error::Unsupported(e)) if e.contains("use_compression") => {
+                config(!options.compression).open()
+            }
+            opened => opened,
+        }
+        .map_err(engine)?;
         Ok(SledRegistry {
             inner: Arc::new(Inner {
                 images: ImageTrees::open(&db)?,

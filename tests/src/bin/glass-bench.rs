@@ -58,6 +58,9 @@ enum Command {
         /// sled's page cache while populating.
         #[arg(long, default_value_t = 256)]
         cache_mb: u64,
+        /// A new sled registry without zstd compression (to measure what it saves).
+        #[arg(long)]
+        sled_uncompressed: bool,
         /// Write the benchmark's probe values (ids, names, tags…) here as shell assignments.
         #[arg(long)]
         probes: Option<PathBuf>,
@@ -81,11 +84,11 @@ struct Target {
 
 async fn open(
     target: &Target,
-    cache_mb: u64,
+    sled: SledOptions,
     pool_size: usize,
 ) -> (Arc<dyn Registry>, &'static str) {
     if let Some(dir) = &target.sled {
-        let sled = SledRegistry::open_with(dir, &SledOptions::with_cache_mb(cache_mb))
+        let sled = SledRegistry::open_with(dir, &sled)
             .unwrap_or_else(|e| panic!("opening sled in {}: {e}", dir.display()));
         return (Arc::new(sled), "sled");
     }
@@ -154,10 +157,15 @@ async fn main() {
             seed,
             projects,
             cache_mb,
+            sled_uncompressed,
             probes: probes_file,
             progress_every,
         } => {
-            let (registry, engine) = open(&target, cache_mb, concurrency).await;
+            let sled = SledOptions {
+                compression: !sled_uncompressed,
+                ..SledOptions::with_cache_mb(cache_mb)
+            };
+            let (registry, engine) = open(&target, sled, concurrency).await;
             let catalogue = Arc::new(Catalogue::new(seed, count, projects));
             let started = Instant::now();
             let tally =
