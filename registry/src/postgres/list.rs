@@ -338,6 +338,9 @@ fn filter(sql: &mut Sql, f: &Filter, tables: &[String]) -> String {
                     let statuses: Vec<String> = values
                         .iter()
                         .filter_map(|v| ImageStatus::parse(v))
+                        // Killed images are never listed: `status=killed` is FALSE, not a
+                        // walk of every killed image against `status <> 'killed'`.
+                        .filter(|s| *s != ImageStatus::Killed)
                         .map(|s| format!("'{}'", s.as_str()))
                         .collect();
                     return constant_one_of("i.status", statuses);
