@@ -366,3 +366,37 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
     glass.stop().await;
 }
+
+/// Logs piped to a file or another program are plain text: no terminal colour codes.
+#[tokio::test]
+async fn logs_outside_a_terminal_have_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(glass_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn glass");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut logged = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if line.starts_with("glass listening on ") {
+                return;
+            }
+            logged.push(line);
+        }
+        panic!("glass exited before listening");
+    })
+    .await
+    .expect("glass did not start within 30 s");
+    assert!(
+        logged.iter().any(|l| l.contains("plugin loaded")),
+        "no log line before listening: {logged:?}"
+    );
+    let coloured: Vec<&String> = logged.iter().filter(|l| l.contains('\x1b')).collect();
+    assert!(coloured.is_empty(), "colour codes in {coloured:?}");
+}
