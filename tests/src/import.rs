@@ -173,14 +173,18 @@ pub fn method(name: &str) -> Value {
     json!({"method": {"name": name}})
 }
 
-/// The image once its import task is over (no `os_glance_import_task` left, and no longer
-/// `importing`); panics after 60 s.
+/// The image once its import task is over (no `os_glance_import_task` left, no longer
+/// `importing`, and the task itself finished); panics after 60 s.
 pub async fn wait_import(client: &Client, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (status, image) = client.get_json(&format!("/v2/images/{id}")).await;
         assert_eq!(status, 200, "{image}");
-        if image.get("os_glance_import_task").is_none() && image["status"] != "importing" {
+        // The task is finished just after the image (as in Glance): wait for both.
+        if image.get("os_glance_import_task").is_none()
+            && image["status"] != "importing"
+            && tasks_over(client, id).await
+        {
             return image;
         }
         assert!(
@@ -189,6 +193,17 @@ pub async fn wait_import(client: &Client, id: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether none of the image's tasks that `client` may see is still pending or processing.
+async fn tasks_over(client: &Client, id: &str) -> bool {
+    let (status, body) = client.get_json(&format!("/v2/images/{id}/tasks")).await;
+    status != 200
+        || body["tasks"].as_array().is_none_or(|tasks| {
+            tasks
+                .iter()
+                .all(|t| t["status"] != "pending" && t["status"] != "processing")
+        })
 }
 
 /// The image's import tasks (`GET /v2/images/{id}/tasks`), newest first.
