@@ -112,10 +112,12 @@ enum ManageAction {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal: piped to a file or a collector, lines stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    // Colour only on a terminal, and not with NO_COLOR: piped to a file or a collector,
+    // lines stay plain text.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    );
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

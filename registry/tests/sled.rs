@@ -55,6 +55,20 @@ async fn registries_open_whatever_their_compression() {
     }
 }
 
+/// A registry whose `conf` was lost is refused, not taken for a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_without_its_conf_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let registry = open(&dir);
+        let image = Image::new(Uuid::new_v4(), Some("conf".into()));
+        registry.create_image(image).await.expect("create");
+    }
+    std::fs::remove_file(dir.path().join("conf")).expect("remove conf");
+    let refused = SledRegistry::open(dir.path()).err().expect("refused");
+    assert!(refused.to_string().contains("conf"), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");

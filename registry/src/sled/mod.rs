@@ -79,6 +79,16 @@ impl SledRegistry {
 
     /// Opens (or creates) the registry in `dir`.
     pub fn open_with(dir: &Path, options: &SledOptions) -> Result<Self> {
+        // Without its `conf`, sled would take an existing registry for a new one and read
+        // it with the wrong compression (a panic at every start): refuse instead.
+        let conf_len = std::fs::metadata(dir.join("conf")).map_or(0, |m| m.len());
+        if dir.join("db").exists() && conf_len <= 8 {
+            return Err(RegistryError::Engine(format!(
+                "{}: the registry's db file is there but its conf file is missing or empty; \
+                 restore it from the same backup",
+                dir.display()
+            )));
+        }
         let config = |compression: bool| {
             sled::Config::new()
                 .path(dir)

@@ -376,6 +376,7 @@ async fn logs_outside_a_terminal_have_no_colour_codes() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

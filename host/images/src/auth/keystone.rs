@@ -53,7 +53,9 @@ impl Keystone {
         config: KeystoneConfig,
         validations: crate::metrics::KeystoneCounter,
     ) -> Result<Keystone, String> {
+        // No redirects: they would carry the tokens (and the service password) elsewhere.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms))
             .build()
@@ -68,6 +70,11 @@ impl Keystone {
             invalid: Mutex::new(invalid),
             validations,
         })
+    }
+
+    /// Each call's deadline (`timeout_ms`).
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(self.config.timeout_ms)
     }
 
     /// `Keystone uri="…"`, for 401 answers.
@@ -124,7 +131,7 @@ impl Keystone {
                 .get(self.url("/auth/tokens?nocatalog"))
                 .header("X-Auth-Token", &service)
                 .header("X-Subject-Token", token);
-            let response = send(request)
+            let response = send(request, self.deadline())
                 .await
                 .map_err(|e| AuthError::Unavailable(e.to_string()))?;
             match response.status() {
@@ -187,7 +194,7 @@ impl Keystone {
             .http
             .post(self.url("/auth/tokens?nocatalog"))
             .json(&body);
-        let response = send(request)
+        let response = send(request, self.deadline())
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         if response.status() != StatusCode::CREATED {
@@ -219,13 +226,24 @@ impl Keystone {
     }
 }
 
-/// Sends `request`, and once more if it failed without an answer and before its deadline:
-/// a keep-alive connection Keystone closed just as it was reused (gunicorn and Apache close
-/// idle ones after a few seconds) fails the first try only. Both calls are safe to repeat.
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+/// Sends `request` (whose client gives each try `deadline`), and once more if the first
+/// try reached Keystone but got no answer, with what is left of the deadline: a keep-alive
+/// connection Keystone closed just as it was reused (gunicorn and Apache close idle ones
+/// after a few seconds) fails the first try only. A refused connection or a timeout is not
+/// tried again, and both calls are safe to repeat.
+async fn send(
+    request: reqwest::RequestBuilder,
+    deadline: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let started = Instant::now();
     let again = request.try_clone();
     match (request.send().await, again) {
-        (Err(e), Some(again)) if !e.is_timeout() => again.send().await,
+        (Err(e), Some(again)) if e.is_request() && !e.is_connect() && !e.is_timeout() => {
+            match deadline.checked_sub(started.elapsed()) {
+                Some(left) if left >= Duration::from_millis(10) => again.timeout(left).send().await,
+                _ => Err(e),
+            }
+        }
         (result, _) => result,
     }
 }
@@ -393,6 +411,43 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A Keystone that reads a request, waits `hold`, then closes without answering; on
+    /// later connections it reads and never answers.
+    async fn closing_late_keystone(hold: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            read_request(&mut conn).await;
+            tokio::time::sleep(hold).await;
+            drop(conn);
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.unwrap().0);
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_second_try_gets_only_what_is_left_of_the_deadline() {
+        let config = KeystoneConfig {
+            auth_url: closing_late_keystone(Duration::from_millis(500)).await,
+            timeout_ms: 1_000,
+            ..KeystoneConfig::default()
+        };
+        let keystone = Keystone::new(config, Default::default()).unwrap();
+        let started = Instant::now();
+        let result = keystone.validate("user-token").await;
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(AuthError::Unavailable(_))),
+            "{result:?}"
+        );
+        // A fresh deadline for the second try would make it 1.5 s.
+        assert!(took < Duration::from_millis(1_300), "{took:?}");
     }
 
     #[tokio::test]
