@@ -163,7 +163,8 @@ async fn kill_during_a_stage_then_restart() {
 /// state is written straight into the registry and the journal while Glass is down, since
 /// the window is too narrow to hit with a kill): Glass restarts, the image stays active
 /// with its data, and the lock is gone. Glass used to refuse to start ("Image status
-/// transition from active to queued is not allowed"), found by the faults test.
+/// transition from active to queued is not allowed"), and then discarded the "partial"
+/// upload in the store that held the live copy (active, 204): both found by the faults test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_activation_before_the_lock_was_released() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,8 +207,7 @@ async fn killed_after_activation_before_the_lock_was_released() {
     std::fs::create_dir_all(&journal).unwrap();
     std::fs::write(
         journal.join(format!("{task}.json")),
-        json!({"task": task, "image": id, "method": "glance-direct", "stores": ["default"]})
-            .to_string(),
+        json!({"task": task, "image": id, "method": "glance-direct", "stores": ["fs"]}).to_string(),
     )
     .unwrap();
 

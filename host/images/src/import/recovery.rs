@@ -55,8 +55,11 @@ async fn fail_interrupted(state: &Service, entry: &JournalEntry) -> Result<(), E
     let lock = entry.task.to_string();
     let copy = entry.method == "copy-image";
     let mut removed: Vec<Location> = Vec::new();
+    // Stores holding a recorded copy of the image: a partial's key there is the live copy's.
+    let mut live: Vec<String> = Vec::new();
     let result = modify_image(state, &Identity::system(), entry.image, |img| {
         removed.clear();
+        live = img.locations.iter().map(|l| l.store.clone()).collect();
         if img.properties.get(LOCK_KEY) != Some(&lock) {
             return Ok(());
         }
@@ -90,6 +93,7 @@ async fn fail_interrupted(state: &Service, entry: &JournalEntry) -> Result<(), E
         if !copy && !committed && img.status != ImageStatus::Queued {
             revert_status(img);
         }
+        live = img.locations.iter().map(|l| l.store.clone()).collect();
         Ok(())
     })
     .await;
@@ -105,7 +109,7 @@ async fn fail_interrupted(state: &Service, entry: &JournalEntry) -> Result<(), E
                 "removing a copy written by an interrupted import");
         }
     }
-    for store_id in &entry.stores {
+    for store_id in entry.stores.iter().filter(|s| !live.contains(s)) {
         if let Some(store) = state.stores.get(store_id)
             && let Err(e) = store.discard_partial(entry.image).await
         {
